@@ -221,16 +221,21 @@ def rgb2ycbcr(image):
     all 57 PSNR values agree to 1e-9 dB).
     """
     image = _check_rgb_uint8(image, "rgb2ycbcr")
-    coeffs = (1.0 / 255.0) * _YCBCR_T
     rgb = image.astype(np.float64)
     out = np.empty(image.shape, dtype=np.uint8)
     for p in range(3):
-        acc = coeffs[p, 0] * rgb[..., 0]
-        acc = acc + coeffs[p, 1] * rgb[..., 1]
-        acc = acc + coeffs[p, 2] * rgb[..., 2]
-        acc = acc + _YCBCR_OFFSET[p]
-        out[..., p] = _to_uint8(acc)
+        out[..., p] = _ycbcr_channel(rgb, p)
     return out
+
+
+def _ycbcr_channel(rgb, p):
+    """Channel ``p`` of MATLAB's ``rgb2ycbcr`` of a float64 copy of a uint8 RGB image."""
+    coeffs = (1.0 / 255.0) * _YCBCR_T[p]
+    acc = coeffs[0] * rgb[..., 0]
+    acc = acc + coeffs[1] * rgb[..., 1]
+    acc = acc + coeffs[2] * rgb[..., 2]
+    acc = acc + _YCBCR_OFFSET[p]
+    return _to_uint8(acc)
 
 
 def rgb2y(image):
@@ -243,7 +248,8 @@ def rgb2y(image):
         if image.dtype != np.uint8:
             raise ValueError(f"rgb2y expects a uint8 image, got {image.dtype}")
         return image
-    return rgb2ycbcr(image)[..., 0]
+    image = _check_rgb_uint8(image, "rgb2y")
+    return _ycbcr_channel(image.astype(np.float64), 0)
 
 
 def ycbcr2rgb(image):
