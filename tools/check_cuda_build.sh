@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Compile-and-link check of the CUDA build of Caffe, for machines with nvcc
+# but no GPU (and no cuBLAS/cuRAND: those come from NVIDIA's pip wheels).
+#
+# Run `tools/check_cuda_build.sh --help` for the options. `make check-cuda` calls it.
+set -euo pipefail
+
+# NVIDIA's wheels for CUDA 13.0 (all 13.0-era releases; pinned so the check
+# builds against the same headers everywhere). They install into nvidia/cu13
+# (cuBLAS, cuRAND, cuobjdump) and nvidia/nccl (NCCL) below the target folder.
+CUDA13_WHEELS=(
+  nvidia-cublas==13.0.2.14
+  nvidia-curand==10.4.0.35
+  nvidia-nccl-cu13==2.27.7
+  nvidia-cuda-cuobjdump==13.2.51
+)
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$HERE")"
+
+usage() {
+  cat <<EOF
+Usage: tools/check_cuda_build.sh [options]
+
+Builds BVLC Caffe with CUDA exactly as \`make setup CUDA=1\` would
+(tools/install_caffe.sh --cuda), but only compiles and links it
+(--compile-only: nothing is installed), then checks the result:
+  - libcaffe.so, pycaffe's _caffe.so and the caffe tool were built;
+  - libcaffe.so needs libcudart, libcublas and libcurand (and libnccl when
+    NCCL was found), and all three files resolve them (readelf, ldd);
+  - libcaffe.so holds SASS for every requested architecture and PTX for
+    the highest (cuobjdump --list-elf / --list-ptx);
+  - the caffe tool runs (\`caffe --version\`) and pycaffe imports, without a GPU.
+A toolkit without cuBLAS/cuRAND (nvcc only, as on the project's machines)
+gets them, and NCCL and cuobjdump, from pinned pip wheels for CUDA 13:
+  ${CUDA13_WHEELS[*]}
+installed once into <cache root>/cuda-wheels/. Prints a short report; exits
+non-zero when any check fails.
+
+Options:
+  --cuda-arch LIST   Architectures (default: install_caffe.sh's, "70 80 86 90"
+                     adapted to the toolkit: "75 80 86 90" with CUDA 13).
+  --cuda-root DIR    CUDA toolkit (default: \$CUDA_HOME or the one holding nvcc).
+  --python PY        Python for pycaffe and pip (default: .venv/bin/python,
+                     else python3).
+  --jobs N           Parallel compile jobs (default: number of cores).
+  --work DIR         Build tree, log and report (default: /tmp/ddsr-cuda-check;
+                     emptied first, if new, empty or an earlier check's).
+  --keep             Keep the build tree (default: removed after the check;
+                     the log and report stay).
+  --no-apt           Passed to install_caffe.sh.
+  -h, --help         This help.
+
+Environment:
+  DDSR_CAFFE_CACHE   Cache root (as for install_caffe.sh).
+EOF
+}
+
+die() { echo "check_cuda_build: $*" >&2; exit 1; }
+say() { echo "check_cuda_build: $*" >&2; }
+
+CUDA_ARCH="" CUDA_ROOT="${CUDA_HOME:-}" PYTHON="" JOBS="$(nproc 2>/dev/null || echo 2)"
+WORK="/tmp/ddsr-cuda-check" KEEP=0 APT_ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cuda-arch) CUDA_ARCH="$2"; shift 2 ;;
+    --cuda-root) CUDA_ROOT="$2"; shift 2 ;;
+    --python) PYTHON="$2"; shift 2 ;;
+    --jobs) JOBS="$2"; shift 2 ;;
+    --work) WORK="$2"; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --no-apt) APT_ARGS=(--no-apt); shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+  esac
+done
+if [ -z "$PYTHON" ]; then
+  PYTHON=python3; [ -x "$REPO/.venv/bin/python" ] && PYTHON="$REPO/.venv/bin/python"
+fi
+if [ -z "$CUDA_ROOT" ]; then
+  nvcc_path="$(command -v nvcc || true)"
+  [ -n "$nvcc_path" ] || die "no nvcc on PATH: install a CUDA toolkit, or pass --cuda-root DIR"
+  # As install_caffe.sh: nvcc names its own folder (PATH may hold a wrapper script).
+  nvcc_dir="$("$nvcc_path" --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ _HERE_=//p' | head -n1)"
+  CUDA_ROOT="$(dirname "${nvcc_dir:-$(dirname "$(readlink -f "$nvcc_path")")}")"
+fi
+[ -x "$CUDA_ROOT/bin/nvcc" ] || die "$CUDA_ROOT/bin/nvcc not found"
+CUDA_VER="$("$CUDA_ROOT/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\),.*/\1/p')"
+CACHE_ROOT="${DDSR_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddsr-caffe}"
+
+# --- cuBLAS, cuRAND, NCCL and cuobjdump: the toolkit's, else the wheels -------
+CUDA_LIBDIR="$CUDA_ROOT/lib64"; [ -d "$CUDA_LIBDIR" ] || CUDA_LIBDIR="$CUDA_ROOT/lib"
+CUDA_LIBS="" CUOBJDUMP=""
+[ -x "$CUDA_ROOT/bin/cuobjdump" ] && CUOBJDUMP="$CUDA_ROOT/bin/cuobjdump"
+if [ ! -e "$CUDA_LIBDIR/libcublas.so" ] || [ ! -e "$CUDA_LIBDIR/libcurand.so" ] || [ -z "$CUOBJDUMP" ]; then
+  [ "${CUDA_VER%%.*}" = 13 ] || die "CUDA $CUDA_VER at $CUDA_ROOT lacks cuBLAS, cuRAND or cuobjdump, and the pinned wheels are for CUDA 13; install them with the toolkit"
+  WHEELS="$CACHE_ROOT/cuda-wheels/$(printf '%s\n' "${CUDA13_WHEELS[@]}" | sha256sum | cut -c1-16)"
+  if [ ! -f "$WHEELS/.complete" ]; then
+    say "installing ${CUDA13_WHEELS[*]} into $WHEELS"
+    mkdir -p "$CACHE_ROOT/cuda-wheels"
+    rm -rf "$WHEELS"
+    tmp="$(mktemp -d "$CACHE_ROOT/cuda-wheels/.tmp.XXXXXX")"
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps --target "$tmp" "${CUDA13_WHEELS[@]}" \
+      || { rm -rf "$tmp"; die "pip install of the CUDA wheels failed"; }
+    printf '%s\n' "${CUDA13_WHEELS[@]}" > "$tmp/.complete"
+    mv -T "$tmp" "$WHEELS"
+  fi
+  CUDA_LIBS="$WHEELS/nvidia/cu13:$WHEELS/nvidia/nccl"
+  [ -n "$CUOBJDUMP" ] || CUOBJDUMP="$WHEELS/nvidia/cu13/bin/cuobjdump"
+fi
+
+# --- Compile and link -----------------------------------------------------------
+if [ -e "$WORK" ] && [ -n "$(ls -A "$WORK")" ] && [ ! -e "$WORK/.ddsr-cuda-check" ]; then
+  die "--work $WORK is not empty and not an earlier check's folder; choose another"
+fi
+rm -rf "$WORK"
+mkdir -p "$WORK"
+touch "$WORK/.ddsr-cuda-check"
+LOG="$WORK/build.log" REPORT="$WORK/report.txt" BUILD="$WORK/tree"
+INSTALL_ARGS=(--cuda --cuda-root "$CUDA_ROOT" --compile-only --build-dir "$BUILD" --log "$LOG"
+              --python "$PYTHON" --jobs "$JOBS" ${APT_ARGS[@]+"${APT_ARGS[@]}"})
+[ -n "$CUDA_ARCH" ] && INSTALL_ARGS+=(--cuda-arch "$CUDA_ARCH")
+[ -n "$CUDA_LIBS" ] && INSTALL_ARGS+=(--cuda-libs "$CUDA_LIBS")
+say "tools/install_caffe.sh ${INSTALL_ARGS[*]}"
+start=$(date +%s)
+"$HERE/install_caffe.sh" "${INSTALL_ARGS[@]}" 2>&1 | tee "$WORK/install.out" >&2 \
+  || die "the CUDA build failed (log: $LOG)"
+seconds=$(( $(date +%s) - start ))
+
+# --- Check the result -----------------------------------------------------------
+FAILED=0
+report() { echo "$*" | tee -a "$REPORT"; }
+check() {  # $1: what, then the command; reports PASS/FAIL
+  local what="$1"; shift
+  if "$@" >>"$WORK/checks.log" 2>&1; then report "  PASS  $what"; else report "  FAIL  $what"; FAILED=1; fi
+}
+needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
+needs() {  # $1: file, then library stems; each must be NEEDED directly
+  local file="$1" stem; shift
+  for stem in "$@"; do needed "$file" | grep -q "^lib$stem\.so" || { echo "$file does not need lib$stem"; return 1; }; done
+}
+resolves() {  # $1: file; ldd finds every library it needs, the CUDA ones included
+  local out; out="$(ldd "$1")"; echo "$out"
+  ! grep -q "not found" <<< "$out" && grep -q "libcublas.so" <<< "$out" && grep -q "libcurand.so" <<< "$out" \
+    && grep -q "libcudart.so" <<< "$out"
+}
+has_code() {  # $1: cuobjdump option, $2: file, then the sm_NN it must list (<file>.N.sm_NN.cubin/.ptx)
+  local option="$1" file="$2" listed name; shift 2
+  listed="$("$CUOBJDUMP" "$option" "$file")"; echo "$listed"
+  for name in "$@"; do grep -q "\.$name\." <<< "$listed" || { echo "no $name in $file"; return 1; }; done
+}
+
+LIBCAFFE="$(ls "$BUILD"/build/lib/libcaffe.so.* | head -n1)"
+PYCAFFE="$BUILD/build/lib/_caffe.so"
+TOOL="$BUILD/build/tools/caffe"
+# The architectures install_caffe.sh built for (it adapts its default to the
+# toolkit): its CMake line "-DCUDA_ARCH_BIN=...".
+ARCHS="$(sed -n 's/.*-DCUDA_ARCH_BIN=\([0-9 ]*\) -DCUDA_ARCH_PTX=.*/\1/p' "$LOG" | head -n1)"
+PTX="$(sed -n 's/.*-DCUDA_ARCH_PTX=\([0-9]*\).*/\1/p' "$LOG" | head -n1)"
+NCCL="$(sed -n 's/.*(cuDNN: \(ON\|OFF\), NCCL: \(ON\|OFF\)).*/\2/p' "$WORK/install.out" | head -n1)"
+CUDNN="$(sed -n 's/.*(cuDNN: \(ON\|OFF\), NCCL: \(ON\|OFF\)).*/\1/p' "$WORK/install.out" | head -n1)"
+CUDA_LIB_STEMS=(cudart cublas curand); [ "$NCCL" = ON ] && CUDA_LIB_STEMS+=(nccl)
+sass=() ; for a in $ARCHS; do sass+=("sm_$a"); done
+
+: > "$REPORT"
+report "CUDA build check: BVLC Caffe with CUDA $CUDA_VER ($CUDA_ROOT)"
+report "  architectures: SASS ${sass[*]}, PTX compute_$PTX; cuDNN $CUDNN, NCCL $NCCL"
+[ -n "$CUDA_LIBS" ] && report "  cuBLAS/cuRAND/NCCL/cuobjdump from: ${CUDA13_WHEELS[*]}"
+report "  compile and link: ${seconds} s with $JOBS jobs ($(nproc) cores)"
+check "built: $(basename "$LIBCAFFE"), _caffe.so, tools/caffe" test -s "$LIBCAFFE" -a -s "$PYCAFFE" -a -x "$TOOL"
+check "libcaffe.so needs ${CUDA_LIB_STEMS[*]}" needs "$LIBCAFFE" "${CUDA_LIB_STEMS[@]}"
+check "libcaffe.so resolves cudart, cuBLAS, cuRAND (ldd)" resolves "$LIBCAFFE"
+check "_caffe.so resolves cudart, cuBLAS, cuRAND (ldd)" resolves "$PYCAFFE"
+check "caffe tool resolves cudart, cuBLAS, cuRAND (ldd)" resolves "$TOOL"
+check "SASS in libcaffe.so: ${sass[*]}" has_code --list-elf "$LIBCAFFE" "${sass[@]}"
+check "PTX in libcaffe.so: compute_$PTX" has_code --list-ptx "$LIBCAFFE" "sm_$PTX"  # listed as <file>.sm_90.ptx
+check "caffe --version runs without a GPU" bash -c "'$TOOL' --version | grep -q 'caffe version 1.0.0'"
+check "pycaffe imports (the CUDA build) without a GPU" \
+  env PYTHONPATH="$BUILD/src/python" "$PYTHON" -c "import caffe; caffe.set_mode_cpu()"
+report "  cubins per architecture (cuobjdump --list-elf): $("$CUOBJDUMP" --list-elf "$LIBCAFFE" | sed -n 's/.*\.\(sm_[0-9a-z]*\)\.cubin$/\1/p' | sort | uniq -c | sort -k2 | awk '{printf "%s x%s  ", $2, $1}')"
+
+if [ "$FAILED" = 0 ]; then
+  report "CUDA build check passed (log: $LOG)"
+else
+  report "CUDA build check FAILED (details: $WORK/checks.log; build log: $LOG)"
+fi
+[ "$KEEP" = 1 ] || rm -rf "$BUILD"
+exit "$FAILED"
