@@ -31,8 +31,7 @@ def parse_args(argv):
         epilog=("Models: --experiment NAME uses prototxt/NAME_deploy.prototxt and the newest "
                 "snapshots/NAME_iter_N.caffemodel; --model DEPLOY --weights W [--label L] gives one "
                 "explicitly. Both can be repeated and mixed; the first model chooses the automatic "
-                "crop (where it gains most over bicubic)."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                "crop (where it gains most over bicubic)."),)
     parser.add_argument("--experiment", action="append", default=[], metavar="NAME",
                         help="a trained experiment (repeatable)")
     parser.add_argument("--model", action="append", default=[], type=Path, metavar="DEPLOY",
@@ -44,16 +43,16 @@ def parse_args(argv):
     parser.add_argument("--scale", type=int, default=None,
                         help="upscaling factor (default: the first model's deconvolution stride)")
     parser.add_argument("--images", nargs="+", default=list(compare.PAPER_IMAGES), metavar="SET/NAME",
-                        help="images under --data-root")
+                        help=f"images under --data-root (default: the paper's Fig. 7 images, {' '.join(compare.PAPER_IMAGES)})")
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "data",
-                        help="folder holding the set folders")
-    parser.add_argument("--crop-size", type=int, default=96, help="side of the automatic crop (HR pixels)")
+                        help="folder holding the set folders (default: data/)")
+    parser.add_argument("--crop-size", type=int, default=96, help="side of the automatic crop in HR pixels (default: %(default)s)")
     parser.add_argument("--crop", action="append", default=[], metavar="NAME=TOP,LEFT,SIZE",
                         help="a fixed crop for one image (repeatable)")
     parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
                         help="run the nets on SIZE x SIZE LR tiles (same result, less memory)")
     parser.add_argument("--title", default=None, help="figure title")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "compare.png", help="PNG to write")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "compare.png", help="PNG to write (default: reports/compare.png)")
     return parser.parse_args(argv)
 
 

@@ -28,22 +28,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0].strip().replace("\n", " "),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog=PROG, description=__doc__.split("\n\n")[0].strip().replace("\n", " "),)
     parser.add_argument("runs", nargs="+", metavar="NAME", help="experiment names")
     parser.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                         help="legend labels, one per run (default: the names)")
-    parser.add_argument("--set", default="Set5", help="test set evaluated for each snapshot")
+    parser.add_argument("--set", default="Set5", help="test set evaluated for each snapshot (default: %(default)s)")
     parser.add_argument("--scale", type=int, default=None,
                         help="upscaling factor (default: from the run's deploy net / experiment)")
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT / "data",
-                        help="folder holding the set folders")
+                        help="folder holding the set folders (default: data/)")
     parser.add_argument("--root", type=Path, default=REPO_ROOT,
-                        help="working directory of the runs (holds solvers/, prototxt/, snapshots/, runs/)")
+                        help="working directory of the runs (holds solvers/, prototxt/, snapshots/, runs/; "
+                             "default: the repository root)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "curves",
-                        help="output folder")
+                        help="output folder (default: reports/curves/)")
     parser.add_argument("--every", type=int, default=1, metavar="N",
-                        help="evaluate every N-th snapshot (the newest always)")
+                        help="evaluate every N-th snapshot (the newest always; default: %(default)s)")
     parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
                         help="run the nets on SIZE x SIZE LR tiles (same result, less memory)")
     parser.add_argument("--no-eval", action="store_true",
