@@ -6,10 +6,10 @@ section when absent) and leaves the rest of the file alone. The file is
 replaced atomically (temporary file, then rename).
 """
 
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from ddsr.atomic import write_text_atomic
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 _HEADER = ("# Benchmarks\n\n"
@@ -39,13 +39,4 @@ def write_section(name, markdown, path=BENCHMARKS_MD):
         text = pattern.sub(lambda _: block, text, count=1)
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text_atomic(path, text)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ddsr import report
+from ddsr.atomic import write_json_atomic
 from ddsr.report import Row
 
 
@@ -125,7 +126,7 @@ def test_load_run_errors(tmp_path):
 
 
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
-    report.write_json_atomic(tmp_path / "x" / "s.json", {"a": 1})
+    write_json_atomic(tmp_path / "x" / "s.json", {"a": 1})
     report.write_csv_atomic(tmp_path / "x" / "p.csv", [{"set": "Set5", "scale": 3, "image": "bird", "psnr": 1.5}])
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["p.csv", "s.json"]
     assert json.loads((tmp_path / "x" / "s.json").read_text()) == {"a": 1}

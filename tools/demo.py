@@ -33,7 +33,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from ddsr import caffe_runner, compare, curves, demo
-from ddsr.report import write_json_atomic, write_text_atomic
+from ddsr.atomic import write_json_atomic, write_text_atomic
 
 PROG = "demo"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -265,14 +265,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except caffe_runner.TrainingDiverged as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(3)
-    except caffe_runner.TrainingInterrupted as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        sys.exit(130)
-    except (caffe_runner.TrainingError, RuntimeError, ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(caffe_runner.exit_status(PROG, main))

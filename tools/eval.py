@@ -32,6 +32,7 @@ import ddsr  # noqa: E402
 from ddsr import evaluate as ev  # noqa: E402
 from ddsr import published as pub  # noqa: E402
 from ddsr import report  # noqa: E402
+from ddsr.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 
 PROG = "eval.py"
 
@@ -289,8 +290,8 @@ def run(args):
                      "numpy": __import__("numpy").__version__},
     }
     report.write_csv_atomic(out / "per_image.csv", result.records)
-    report.write_json_atomic(out / "summary.json", summary)
-    report.write_json_atomic(out / "run.json", meta)
+    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / "run.json", meta)
     rows = [report.Row(p["label"], summary, p["paper_row"], str(out))]
     if result.baseline:
         base_summary = report.summarize(result.baseline, p["metrics"])
@@ -298,11 +299,11 @@ def run(args):
                      "sets": sets, "data_root": str(args.data_root), "metrics": list(p["metrics"]),
                      "baseline_of": p["label"], "forward_ms_mean": report.mean_forward_ms(result.baseline)}
         report.write_csv_atomic(out / "bicubic" / "per_image.csv", result.baseline)
-        report.write_json_atomic(out / "bicubic" / "summary.json", base_summary)
-        report.write_json_atomic(out / "bicubic" / "run.json", base_meta)
+        write_json_atomic(out / "bicubic" / "summary.json", base_summary)
+        write_json_atomic(out / "bicubic" / "run.json", base_meta)
         rows.append(report.Row("Bicubic", base_summary, "Bicubic", str(out / "bicubic")))
     table = report.table3_markdown(rows, precision=args.precision, title=f"## Table 3: {p['label']}")
-    report.write_text_atomic(out / "table3.md", table)
+    write_text_atomic(out / "table3.md", table)
     if not args.quiet:
         print(table)
         print(f"wrote {out} ({len(result.records)} images in {elapsed:.1f} s)", file=sys.stderr)

@@ -8,7 +8,6 @@ net must accept LR patches with their HR labels.
 """
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ except ImportError:
 from tqdm import tqdm
 
 from ddsr import nets, solvers
+from ddsr.atomic import write_text_atomic
 from ddsr.experiments import load_experiments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,18 +79,6 @@ def construct_all(experiments, quiet=False):
             raise ValueError(f"the {job['label']} net gives recon {got}, expected {want}")
         params.setdefault(job["label"].split()[0], result["params"])
     return params
-
-
-def write_atomic(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def existing_files(root):
@@ -160,7 +148,7 @@ def main(argv=None):
     if args.check:
         with tempfile.TemporaryDirectory(prefix="make_nets-") as tmp:
             for rel, text in files.items():
-                write_atomic(Path(tmp) / rel, text)
+                write_text_atomic(Path(tmp) / rel, text)
             regenerated = {rel: (Path(tmp) / rel).read_text(encoding="utf-8") for rel in files}
         problems = compare(regenerated, args.out)
         if problems:
@@ -174,7 +162,7 @@ def main(argv=None):
     for rel, text in files.items():
         path = args.out / rel
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            write_atomic(path, text)
+            write_text_atomic(path, text)
     for rel in sorted(existing_files(args.out) - set(files)):
         path = args.out / rel
         if path.read_text(encoding="utf-8", errors="replace").startswith(HEADER):

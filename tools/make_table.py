@@ -24,6 +24,7 @@ except ImportError:
 
 from ddsr import published as pub  # noqa: E402
 from ddsr import report  # noqa: E402
+from ddsr.atomic import write_text_atomic  # noqa: E402
 
 PROG = "make_table.py"
 
@@ -73,7 +74,7 @@ def main(argv=None):
     if args.out is None:
         sys.stdout.write(table)
     else:
-        report.write_text_atomic(args.out, table)
+        write_text_atomic(args.out, table)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -28,7 +28,8 @@ import subprocess
 
 from ddsr import caffe_runner, reproduce
 from ddsr.experiments import load_experiments
-from ddsr.report import combine_rows, load_run, table3_markdown, write_text_atomic
+from ddsr.atomic import write_text_atomic
+from ddsr.report import combine_rows, load_run, table3_markdown
 
 PROG = "reproduce"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -167,14 +168,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except caffe_runner.TrainingDiverged as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(3)
-    except caffe_runner.TrainingInterrupted as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        sys.exit(130)
-    except (caffe_runner.TrainingError, RuntimeError, ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(caffe_runner.exit_status(PROG, main))

@@ -108,14 +108,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except caffe_runner.TrainingDiverged as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(3)
-    except caffe_runner.TrainingInterrupted as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        sys.exit(130)
-    except (caffe_runner.TrainingError, ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(caffe_runner.exit_status(PROG, main))

@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 
 from . import caffe_runner
+from .atomic import write_bytes_atomic
 
 LOSS_COLUMNS = ("iteration", "loss", "lr", "test_loss")
 QUALITY_COLUMNS = ("iteration", "psnr", "ssim")
@@ -181,9 +182,7 @@ def read_csv(path):
 
 
 def save_figure(fig, path):
-    """Save a matplotlib figure as PNG, atomically (:func:`ddsr.report.write_bytes_atomic`)."""
-    from .report import write_bytes_atomic
-
+    """Save a matplotlib figure as PNG, atomically."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     write_bytes_atomic(path, buffer.getvalue())

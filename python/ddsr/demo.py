@@ -17,12 +17,11 @@ instead (:data:`REAL_SETS`).
 """
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import replacing_directory
 
 DEMO_SETS = {
     # name of the set folder -> skimage.data loader names
@@ -73,12 +72,6 @@ def load_bundled_image(name):
     return image
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_png(path, image):
     from PIL import Image
 
@@ -123,18 +116,10 @@ def write_demo_sets(data_root, sets=None):
             if recorded == {"images": expected} and all((folder / f).is_file() for f in expected.values()):
                 written[set_name] = [folder / f for f in expected.values()]
                 continue
-        temp = Path(tempfile.mkdtemp(prefix=f".{set_name}.", dir=data_root))
-        try:
-            temp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a set folder is not
+        with replacing_directory(folder, sync=False) as temp:
             for name, file_name in expected.items():
                 _write_png(temp / file_name, load_bundled_image(name))
             (temp / "demo.json").write_text(json.dumps({"images": expected}, indent=1) + "\n")
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(temp, folder)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
         written[set_name] = [folder / f for f in expected.values()]
     return written
 

@@ -26,12 +26,11 @@ an error or interruption leaves the previous database as it was.
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ddsr.atomic import replacing_directory
 from ddsr.matlab import im2single
 
 __all__ = [
@@ -269,73 +268,28 @@ def check_replaceable(out_dir):
         raise PermissionError(f"cannot write the output folder {out}: {parent} is not writable")
 
 
-def _fsync_tree(folder):
-    for item in sorted(Path(folder).iterdir()):
-        with open(item, "rb") as fh:
-            os.fsync(fh.fileno())
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def atomic_directory(out_dir, sync=True):
-    """Build a folder in a temporary sibling and move it into place only on success.
+    """Build a database in a temporary sibling folder and move it into place only on success.
+
+    :func:`ddsr.atomic.replacing_directory`, after :func:`check_replaceable`: an
+    unwritable output, or a folder that is not a database, fails before any work.
 
     Parameters
     ----------
     out_dir : path-like
-        Final folder. Checked by :func:`check_replaceable` and its parent
-        created on entry, so that an unwritable output fails before any work.
+        Final folder.
     sync : bool
-        fsync the files and the folder before the rename, so that a crash
-        cannot leave a renamed but empty database.
+        fsync the files and the folder before the rename.
 
     Yields
     ------
     Path
         The temporary folder to write into (``.<name>.tmp-*`` next to ``out_dir``).
-
-    Notes
-    -----
-    On success the previous ``out_dir`` (if any) is renamed aside, the new one
-    renamed into place, and the old one deleted: the database is at every
-    moment either the old one or the new one (for the instant between the two
-    renames, the old one is in ``.<name>.old-*``). On any exception, including
-    ``KeyboardInterrupt``, the temporary folder is deleted and ``out_dir``
-    is untouched.
     """
-    out = Path(out_dir)
-    check_replaceable(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; a database is an ordinary folder
+    check_replaceable(out_dir)
+    with replacing_directory(out_dir, sync=sync) as tmp:
         yield tmp
-        if sync:
-            _fsync_tree(tmp)
-        _replace_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _replace_directory(new, out):
-    if not out.exists():
-        os.rename(new, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.rename(out, old)  # replaces the empty placeholder
-    try:
-        os.rename(new, out)
-    except BaseException:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_split(folder, name, data, label, index, max_shard_bytes=MAX_SHARD_BYTES,

@@ -41,9 +41,7 @@ Tested in ``tests/test_official.py`` against ``tests/matlab_forward.py``, a
 direct numpy implementation of the MATLAB forward passes.
 """
 
-import json
 import os
-import tempfile
 import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -51,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import DownloadError, RAW_BASE, REPO_ROOT, sha256_file
-from .datasets import download_file
+from .atomic import replacing, write_json_atomic, write_text_atomic
+from .datasets import DownloadError, RAW_BASE, REPO_ROOT, download_file, sha256_file
 
 __all__ = [
     "OfficialWeights",
@@ -185,21 +183,13 @@ def _download_verified(url, dest, sha256, size, timeout=30.0, retries=3):
     The transfer itself (retries, backoff, hashing while copying) is
     :mod:`ddsr.datasets`' downloader, shared with the image sets.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    os.unlink(tmp)  # the downloader creates the file exclusively
-    try:
+    with replacing(dest, suffix=".part") as tmp:
+        tmp.unlink()  # the downloader creates the file exclusively
         got = download_file(url, tmp, timeout=timeout, retries=retries, backoff=1.0)
         if got is None:
             raise DownloadError(f"{url}: not found (HTTP 404)")
         if got[0] != sha256 or (size is not None and got[1] != size):
             raise ValueError(f"{url}: sha256 {got[0]} ({got[1]} bytes), expected {sha256} ({size} bytes)")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
@@ -565,27 +555,6 @@ def eval_settings(name, x3_window="demo"):
     ])
 
 
-def _publish(tmp, path):
-    """Rename a finished temporary file into place, readable like any new file (umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path, text):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _mark_scalar_blobs(path):
     """Give 0-axis blobs (channel-shared PReLU slopes) an explicit empty ``shape {}``.
 
@@ -628,16 +597,9 @@ def write_caffemodel(deploy_path, params, out_path):
                 raise ValueError(f"{layer} blob {i}: shape {blob.shape}, the net expects {target.shape}")
             target[...] = blob
     out_path = Path(out_path)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        net.save(tmp)
+    with replacing(out_path) as tmp:
+        net.save(str(tmp))
         _mark_scalar_blobs(tmp)
-        _publish(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return out_path
 
 
@@ -673,8 +635,8 @@ def import_model(name, out_dir, source_dir=None, cache_dir=None, x3_window="demo
                              source_dir, raw_base)
     params = convert(name, mat_path, x3_window)
     deploy = out_dir / f"{name}_deploy.prototxt"
-    _atomic_write_text(deploy, deploy_prototxt(name, x3_window))
+    write_text_atomic(deploy, deploy_prototxt(name, x3_window))
     weights = write_caffemodel(deploy, params, out_dir / f"{name}.caffemodel")
     sidecar = out_dir / f"{name}_deploy.eval.json"
-    _atomic_write_text(sidecar, json.dumps(eval_settings(name, x3_window), indent=2) + "\n")
+    write_json_atomic(sidecar, eval_settings(name, x3_window))
     return {"deploy": deploy, "weights": weights, "sidecar": sidecar, "mat": Path(mat_path)}

@@ -19,14 +19,13 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import published as pub
+from .atomic import write_bytes_atomic, write_text_atomic
 
 __all__ = [
     "CSV_FIELDS",
@@ -37,9 +36,6 @@ __all__ = [
     "load_run",
     "combine_rows",
     "mean_forward_ms",
-    "write_bytes_atomic",
-    "write_text_atomic",
-    "write_json_atomic",
     "write_csv_atomic",
     "write_png_atomic",
 ]
@@ -57,29 +53,6 @@ PRECISION = {
 # ---------------------------------------------------------------------------------------------
 # Atomic writes
 # ---------------------------------------------------------------------------------------------
-
-def write_bytes_atomic(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_text_atomic(path, text):
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_json_atomic(path, obj):
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
 
 def write_csv_atomic(path, records, fields=CSV_FIELDS):
     """Write dict records as CSV (floats with full precision, missing fields empty)."""
