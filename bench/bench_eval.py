@@ -25,19 +25,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchtable import write_section  # noqa: E402
+from benchtable import cpu_model, write_section  # noqa: E402
 
 GOAL_S = 180.0
-
-
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_once(data_root, sets, scales, jobs, out):
@@ -73,7 +63,7 @@ def markdown(results, sets, scales, load):
         "",
         f"`tools/eval.py --method bicubic --scale {' '.join(map(str, scales))} --sets {' '.join(sets)} "
         f"--no-images` (PSNR, SSIM, IFC), {results[0]['images']} image evaluations. "
-        f"Machine: {_cpu_model()}, {os.cpu_count()} cores (load average {load:.1f} at the start: "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores (load average {load:.1f} at the start: "
         f"the machine is shared, so wall times vary), Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}. Goal: under {GOAL_S:.0f} s.",
         "",

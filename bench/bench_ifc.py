@@ -30,29 +30,12 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
-from benchtable import write_section  # noqa: E402
+from benchtable import cpu_model, default_data_root, write_section  # noqa: E402
 from ddsr.ifc import ifc  # noqa: E402
 from ddsr.matlab import im2single, im2uint8, imread, imresize, rgb2y  # noqa: E402
 
 NAME = "bench_ifc"
 GOAL_S = 0.2  # per 500x500 image, so that IFC of the whole bicubic Table 3 fits its budget
-
-
-def default_data_root():
-    for candidate in (os.environ.get("DDSR_SHARED"), REPO_ROOT.parent / "shared", "/work/shared"):
-        if candidate and (Path(candidate) / "datasets" / "MANIFEST.tsv").is_file():
-            return Path(candidate) / "datasets"
-    return REPO_ROOT / "data"
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def bicubic_round_trip(y, scale=3):

@@ -25,27 +25,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchtable import write_section  # noqa: E402
+from benchtable import cpu_model, default_data_root, write_section  # noqa: E402
 
 NAME = "bench_make_h5"
 GOAL_S = 60.0
-
-
-def default_data_root():
-    for candidate in (os.environ.get("DDSR_SHARED"), REPO_ROOT.parent / "shared", "/work/shared"):
-        if candidate and (Path(candidate) / "datasets" / "MANIFEST.tsv").is_file():
-            return Path(candidate) / "datasets"
-    return REPO_ROOT / "data"
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def folder_bytes(folder):

@@ -1,4 +1,5 @@
-"""Write one benchmark's section of ``docs/benchmarks.md``.
+"""What the benchmarks share: the machine's description, where the image sets are, and
+writing one benchmark's section of ``docs/benchmarks.md``.
 
 Each ``bench/<name>.py`` owns the text between ``<!-- bench:<name> -->`` and
 ``<!-- /bench:<name> -->``; :func:`write_section` replaces it (or appends the
@@ -6,14 +7,36 @@ section when absent) and leaves the rest of the file alone. The file is
 replaced atomically (temporary file, then rename).
 """
 
+import os
+import platform
 import re
 from pathlib import Path
 
 from ddsr.atomic import write_text_atomic
 
-BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = REPO_ROOT / "docs" / "benchmarks.md"
 _HEADER = ("# Benchmarks\n\n"
            "Each section is written by its script under `bench/`; do not edit by hand.\n")
+
+
+def default_data_root():
+    """The project's shared image sets when present ($DDSR_SHARED, ../shared), else data/."""
+    for candidate in (os.environ.get("DDSR_SHARED"), REPO_ROOT.parent / "shared", "/work/shared"):
+        if candidate and (Path(candidate) / "datasets" / "MANIFEST.tsv").is_file():
+            return Path(candidate) / "datasets"
+    return REPO_ROOT / "data"
+
+
+def cpu_model():
+    """The CPU's model name, for the tables (timings depend on it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def write_section(name, markdown, path=BENCHMARKS_MD):

@@ -21,8 +21,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import caffe_runner, compare, curves, demo
+from ddsr import caffe_runner, compare, curves, demo, reproduce
 from ddsr.atomic import write_json_atomic, write_text_atomic
 
 PROG = "demo"
@@ -73,14 +71,7 @@ def say(message):
 
 
 def run_tool(args, quiet):
-    """Run a tools/*.py script with this Python from the repository root; raise on failure."""
-    command = [sys.executable, *map(str, args)] + (["--quiet"] if quiet else [])
-    shown = shlex.join(map(str, args))
-    say(f"$ {shown}")
-    done = subprocess.run(command, cwd=REPO_ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"`{shown}` failed (exit status {done.returncode})")
-    return shown
+    return reproduce.run_tool(args, REPO_ROOT, quiet, PROG)
 
 
 def clear_run(info):

@@ -14,7 +14,6 @@ unless --force. Interrupted training resumes from its newest snapshot when run a
 """
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,11 +23,9 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-import subprocess
-
 from ddsr import caffe_runner, reproduce
-from ddsr.experiments import load_experiments
 from ddsr.atomic import write_text_atomic
+from ddsr.experiments import load_experiments
 from ddsr.report import combine_rows, load_run, table3_markdown
 
 PROG = "reproduce"
@@ -61,11 +58,7 @@ def say(message):
 
 
 def run_tool(args, quiet):
-    command = [sys.executable, *map(str, args)] + (["--quiet"] if quiet else [])
-    shown = shlex.join(map(str, args))
-    say(f"$ {shown}")
-    if subprocess.run(command, cwd=REPO_ROOT).returncode != 0:
-        raise RuntimeError(f"`{shown}` failed")
+    return reproduce.run_tool(args, REPO_ROOT, quiet, PROG)
 
 
 def main(argv=None):

@@ -10,7 +10,26 @@ evaluation folders (Table 3 is :func:`ddsr.report.table3_markdown`).
 """
 
 import csv
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+
+def run_tool(args, workdir, quiet=False, prog="ddsr"):
+    """Run one pipeline step, a ``tools/*.py`` script, with this Python from ``workdir``.
+
+    Prints the command (``<prog>: $ tools/...``) first, so a reader can redo the step by
+    hand; ``quiet`` passes ``--quiet``. Returns the command as shown; raises
+    ``RuntimeError`` naming it if it fails.
+    """
+    command = [sys.executable, *map(str, args)] + (["--quiet"] if quiet else [])
+    shown = shlex.join(map(str, args))
+    print(f"{prog}: $ {shown}", file=sys.stderr, flush=True)
+    done = subprocess.run(command, cwd=workdir)
+    if done.returncode != 0:
+        raise RuntimeError(f"`{shown}` failed (exit status {done.returncode})")
+    return shown
+
 
 TRAIN_SETS = ("General-100", "T91", "BSD100")
 VAL_SET = "BSD200-train"
