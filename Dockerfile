@@ -61,7 +61,7 @@ WORKDIR /opt/ddsr-caffe
 # Setup first, from the files it reads, so that editing the code does not
 # rebuild Caffe: the venv, Caffe's Debian build packages, and Caffe with CUDA
 # (tools/install_caffe.sh --cuda, cached in $DDSR_CAFFE_CACHE).
-COPY Makefile requirements.txt pyproject.toml ./
+COPY Makefile requirements.txt pyproject.toml README.md ./
 COPY python/ python/
 COPY tools/ tools/
 RUN make setup CUDA=1 ${CUDA_ARCH:+CUDA_ARCH="${CUDA_ARCH}"} ${JOBS:+JOBS="${JOBS}"} \

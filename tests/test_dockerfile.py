@@ -15,6 +15,7 @@ import fnmatch
 import re
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -126,8 +127,10 @@ def test_caffe_is_built_by_make_setup_with_cuda(steps):
     # Setup comes after the files it reads are copied in.
     order = [(kw, args) for kw, args in steps if kw in ("COPY", "RUN")]
     copied_before = " ".join(a for kw, a in order[:order.index(("RUN", setup[0]))] if kw == "COPY")
-    for needed in ("Makefile", "requirements.txt", "pyproject.toml", "python/", "tools/"):
-        assert needed in copied_before, needed
+    # `pip install -e .` reads the files pyproject.toml names (the readme).
+    readme = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["readme"]
+    for needed in ("Makefile", "requirements.txt", "pyproject.toml", readme, "python/", "tools/"):
+        assert needed in copied_before.split(), needed
 
 
 def test_make_setup_cuda_runs_install_caffe_with_cuda():

@@ -16,6 +16,7 @@ CUDA13_WHEELS=(
 )
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/cuda_toolkit.sh"
 REPO="$(dirname "$HERE")"
 
 usage() {
@@ -80,9 +81,7 @@ fi
 if [ -z "$CUDA_ROOT" ]; then
   nvcc_path="$(command -v nvcc || true)"
   [ -n "$nvcc_path" ] || die "no nvcc on PATH: install a CUDA toolkit, or pass --cuda-root DIR"
-  # As install_caffe.sh: nvcc names its own folder (PATH may hold a wrapper script).
-  nvcc_dir="$("$nvcc_path" --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ _HERE_=//p' | head -n1)"
-  CUDA_ROOT="$(dirname "${nvcc_dir:-$(dirname "$(readlink -f "$nvcc_path")")}")"
+  CUDA_ROOT="$(toolkit_of_nvcc "$nvcc_path")"
 fi
 [ -x "$CUDA_ROOT/bin/nvcc" ] || die "$CUDA_ROOT/bin/nvcc not found"
 CUDA_VER="$("$CUDA_ROOT/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\),.*/\1/p')"

@@ -21,6 +21,7 @@ declare -A SOURCE_SHA256=(
 BUILD_RECIPE=1
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/cuda_toolkit.sh"
 PATCH_DIR="$HERE/caffe-patches"
 
 APT_BUILD_PACKAGES=(
@@ -152,9 +153,7 @@ if [ "$CUDA" = 1 ]; then
   if [ -z "$CUDA_ROOT" ]; then
     nvcc_path="$(command -v nvcc || true)"
     [ -n "$nvcc_path" ] || die "--cuda: no nvcc on PATH; pass --cuda-root DIR or set CUDA_HOME"
-    # nvcc names its own folder (PATH may hold a wrapper script instead of it).
-    nvcc_dir="$("$nvcc_path" --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ _HERE_=//p' | head -n1)"
-    CUDA_ROOT="$(dirname "${nvcc_dir:-$(dirname "$(readlink -f "$nvcc_path")")}")"
+    CUDA_ROOT="$(toolkit_of_nvcc "$nvcc_path")"
   fi
   [ -x "$CUDA_ROOT/bin/nvcc" ] || die "--cuda: $CUDA_ROOT/bin/nvcc not found"
   CUDA_VER="$("$CUDA_ROOT/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\),.*/\1/p')"
