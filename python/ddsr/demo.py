@@ -83,7 +83,7 @@ def write_demo_sets(data_root, sets=None):
 
     Each set folder is written to a temporary folder and renamed into place, so
     a set is either complete or absent. Sets that already hold exactly the
-    expected images (same names and pixels, checked through ``demo.json``) are
+    expected image files (the names recorded in ``demo.json``, all present) are
     left as they are.
 
     Parameters
