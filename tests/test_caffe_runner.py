@@ -285,14 +285,13 @@ def test_caffe_stops_and_snapshots_when_the_runner_dies(caffe, caffe_tool, tmp_p
         pytest.fail("the run did not start")
     runner.kill()
     runner.wait()
-    while time.time() < deadline and not caffe_runner.list_snapshots("snapshots/tiny", tmp_path):
-        time.sleep(0.2)
-    snaps = caffe_runner.list_snapshots("snapshots/tiny", tmp_path)
-    assert len(snaps) == 1 and snaps[0].solverstate is not None
-    assert 5 <= snaps[0].iteration < 1000000
+    # Caffe writes the .caffemodel, then the .solverstate, then exits: look once it has exited.
     while time.time() < deadline and _processes_in(tmp_path):
         time.sleep(0.2)
     assert not _processes_in(tmp_path), "Caffe is still running"
+    snaps = caffe_runner.list_snapshots("snapshots/tiny", tmp_path)
+    assert len(snaps) == 1 and snaps[0].solverstate is not None
+    assert 5 <= snaps[0].iteration < 1000000
 
 
 def _processes_in(folder):
