@@ -31,7 +31,7 @@ def parse_args(argv):
         epilog=("Models: --experiment NAME uses prototxt/NAME_deploy.prototxt and the newest "
                 "snapshots/NAME_iter_N.caffemodel; --model DEPLOY --weights W [--label L] gives one "
                 "explicitly. Both can be repeated and mixed; the first model chooses the automatic "
-                "crop (where it gains most over bicubic)."),)
+                "crop (where it gains most over bicubic)."))
     parser.add_argument("--experiment", action="append", default=[], metavar="NAME",
                         help="a trained experiment (repeatable)")
     parser.add_argument("--model", action="append", default=[], type=Path, metavar="DEPLOY",

@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0].strip().replace("\n", " "),)
+        prog=PROG, description=__doc__.split("\n\n")[0].strip().replace("\n", " "))
     parser.add_argument("runs", nargs="+", metavar="NAME", help="experiment names")
     parser.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                         help="legend labels, one per run (default: the names)")
