@@ -78,13 +78,7 @@ done
 if [ -z "$PYTHON" ]; then
   PYTHON=python3; [ -x "$REPO/.venv/bin/python" ] && PYTHON="$REPO/.venv/bin/python"
 fi
-if [ -z "$CUDA_ROOT" ]; then
-  nvcc_path="$(command -v nvcc || true)"
-  [ -n "$nvcc_path" ] || die "no nvcc on PATH: install a CUDA toolkit, or pass --cuda-root DIR"
-  CUDA_ROOT="$(toolkit_of_nvcc "$nvcc_path")"
-fi
-[ -x "$CUDA_ROOT/bin/nvcc" ] || die "$CUDA_ROOT/bin/nvcc not found"
-CUDA_VER="$("$CUDA_ROOT/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\),.*/\1/p')"
+locate_cuda_toolkit || die "$CUDA_PROBLEM"
 CACHE_ROOT="${DDSR_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddsr-caffe}"
 
 # --- cuBLAS, cuRAND, NCCL and cuobjdump: the toolkit's, else the wheels -------

@@ -150,13 +150,7 @@ EOF
 
 CACHE_ROOT="${DDSR_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddsr-caffe}"
 if [ "$CUDA" = 1 ]; then
-  if [ -z "$CUDA_ROOT" ]; then
-    nvcc_path="$(command -v nvcc || true)"
-    [ -n "$nvcc_path" ] || die "--cuda: no nvcc on PATH; pass --cuda-root DIR or set CUDA_HOME"
-    CUDA_ROOT="$(toolkit_of_nvcc "$nvcc_path")"
-  fi
-  [ -x "$CUDA_ROOT/bin/nvcc" ] || die "--cuda: $CUDA_ROOT/bin/nvcc not found"
-  CUDA_VER="$("$CUDA_ROOT/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\),.*/\1/p')"
+  locate_cuda_toolkit || die "--cuda: $CUDA_PROBLEM"
   # Each toolkit builds for its own range of GPUs (CUDA 13 starts at sm_75);
   # nvcc --list-gpu-arch (CUDA >= 11) names them.
   CUDA_ARCH="$(echo $CUDA_ARCH)"
