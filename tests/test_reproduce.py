@@ -54,9 +54,9 @@ def test_ablation_markdown():
 
 
 def test_read_eval_folder(tmp_path):
-    (tmp_path / "per_image.csv").write_text(
-        "set,scale,image,psnr,ssim,ifc,forward_ms,h,w\n"
-        "Set5,3,a,30,0.9,,100,9,9\nSet5,3,b,32,0.8,,300,9,9\nSet5,2,a,40,0.95,,1,9,9\n")
+    (tmp_path / "summary.json").write_text(
+        '{"Set5": {"x3": {"psnr": 31.0, "ssim": 0.85}, "x2": {"psnr": 40.0, "ssim": 0.95}}}')
+    (tmp_path / "run.json").write_text('{"forward_ms_mean": {"Set5": {"x3": 200.0, "x2": 1.0}}}')
     got = reproduce.read_eval_folder(tmp_path)
     assert got == {"Set5": {"psnr": 31.0, "ssim": pytest.approx(0.85), "seconds": pytest.approx(0.2)}}
 

@@ -9,11 +9,13 @@ BSD200. This module says which experiments each target needs
 evaluation folders (Table 3 is :func:`ddsr.report.table3_markdown`).
 """
 
-import csv
+import json
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from .report import load_run
 
 def run_tool(args, workdir, quiet=False, prog="ddsr"):
     """Run one pipeline step, a ``tools/*.py`` script, with this Python from ``workdir``.
@@ -131,21 +133,22 @@ def format_duration(seconds):
 
 
 def read_eval_folder(folder):
-    """Per set (x3 only): mean ``psnr``, ``ssim`` and forward seconds of a tools/eval.py folder."""
-    path = Path(folder) / "per_image.csv"
-    if not path.is_file():
-        raise ValueError(f"{folder}: no per_image.csv (not a tools/eval.py output folder)")
-    sums = {}
-    with open(path, newline="") as handle:
-        for record in csv.DictReader(handle):
-            if int(record["scale"]) != 3:
-                continue
-            entry = sums.setdefault(record["set"], {"psnr": [], "ssim": [], "seconds": []})
-            for key, column in (("psnr", "psnr"), ("ssim", "ssim"), ("seconds", "forward_ms")):
-                if record.get(column):
-                    value = float(record[column])
-                    entry[key].append(value / 1000.0 if key == "seconds" else value)
-    return {s: {k: (sum(v) / len(v) if v else None) for k, v in entry.items()} for s, entry in sums.items()}
+    """Per set (x3 only): mean ``psnr``, ``ssim`` and forward seconds of a tools/eval.py folder.
+
+    The means tools/eval.py wrote: ``summary.json`` (PSNR, SSIM) and ``run.json``'s
+    ``forward_ms_mean`` (times; None without a ``run.json``).
+    """
+    summary = load_run(folder)[0].summary
+    run_json = Path(folder) / "run.json"
+    forward_ms = json.loads(run_json.read_text()).get("forward_ms_mean", {}) if run_json.is_file() else {}
+    results = {}
+    for set_name, scales in summary.items():
+        if "x3" not in scales:
+            continue
+        ms = forward_ms.get(set_name, {}).get("x3")
+        results[set_name] = {"psnr": scales["x3"].get("psnr"), "ssim": scales["x3"].get("ssim"),
+                             "seconds": None if ms is None else ms / 1000.0}
+    return results
 
 
 def _cell(value, digits):
