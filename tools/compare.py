@@ -23,6 +23,7 @@ from ddsr.evaluation import compare  # noqa: E402
 from ddsr.model import experiments  # noqa: E402
 from ddsr.paths import REPO_ROOT  # noqa: E402
 from ddsr.training import curves, snapshots  # noqa: E402
+from ddsr.cli import exit_status  # noqa: E402
 
 PROG = "compare"
 
@@ -113,11 +114,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except (ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(exit_status(PROG, main))

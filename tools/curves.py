@@ -21,6 +21,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from ddsr.training import curves  # noqa: E402
+from ddsr.cli import exit_status  # noqa: E402
 
 PROG = "curves"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,11 +70,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except (ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(exit_status(PROG, main))

@@ -30,8 +30,8 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from ddsr.paths import REPO_ROOT, relative_path  # noqa: E402
-from ddsr.training import runner  # noqa: E402
 from ddsr.workflows import demo  # noqa: E402
+from ddsr.cli import exit_status  # noqa: E402
 
 PROG = "demo"
 
@@ -75,4 +75,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(runner.exit_status(PROG, main))
+    sys.exit(exit_status(PROG, main))

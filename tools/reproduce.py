@@ -26,6 +26,7 @@ from ddsr.model import experiments  # noqa: E402
 from ddsr.paths import DEFAULT_DATA_ROOT, REPO_ROOT, relative_path  # noqa: E402
 from ddsr.training import runner  # noqa: E402
 from ddsr.workflows import reproduce  # noqa: E402
+from ddsr.cli import exit_status  # noqa: E402
 
 PROG = "reproduce"
 
@@ -87,4 +88,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(runner.exit_status(PROG, main))
+    sys.exit(exit_status(PROG, main))

@@ -84,7 +84,7 @@ TABLE3_METHODS = tuple(TABLE3)
 KNOWN_TYPOS = {
     ("Bicubic", "Set5", "x3", "ifc"): (
         "published 3.10; the protocol gives 3.58, MATLAB's own IFC of the SelfExSR bicubic "
-        "images (a close variant, shared/reference) averages 3.45, and Set5 is above Set14 "
+        "images (a close variant, in the project's MATLAB reference values) averages 3.45, and Set5 is above Set14 "
         "at every other scale"
     ),
 }
