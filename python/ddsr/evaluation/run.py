@@ -24,7 +24,7 @@ from .report import Row, table3_markdown
 from .results import BASELINE_DIR, TABLE_FILE, image_path, write_results
 from .upscaler import context_radius, load_upscaler
 
-__all__ = ["EvalResult", "evaluate", "DeployModel", "FolderResult", "evaluate_to_folder"]
+__all__ = ["EvalResult", "evaluate", "DeployModel", "FolderResult", "evaluate_to_folder", "mean_quality"]
 
 
 @dataclass
@@ -338,3 +338,19 @@ def evaluate_to_folder(out, *, data_root, sets, scales, label, paper_row=None, m
 def vars_of(settings):
     """The fields of :class:`EvalSettings` as keyword arguments."""
     return {f.name: getattr(settings, f.name) for f in fields(settings)}
+
+
+def mean_quality(images, upscaler, scale, metrics=("psnr", "ssim")):
+    """Mean metrics of one method over already prepared images, and each image's SR Y (uint8).
+
+    For evaluating many snapshots on the same images (training curves): the images are read and
+    prepared once, by the caller.
+    """
+    totals = {m: 0.0 for m in metrics}
+    outputs = []
+    for image in images:
+        sr = to_uint8(upscaler.upscale(image)[0])
+        outputs.append(sr)
+        for name, value in measure(image.hr_y, sr, scale, metrics=metrics).items():
+            totals[name] += value
+    return {m: totals[m] / len(images) for m in metrics}, outputs

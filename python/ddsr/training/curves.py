@@ -76,32 +76,18 @@ def evaluate_weights(deploy, weights, images, scale, metrics=("psnr", "ssim"), t
     (dict, list of ndarray)
         ``{metric: mean}`` and each image's SR Y.
     """
-    from ddsr.evaluation.metrics import measure
-    from ddsr.evaluation.protocol import to_uint8
+    from ddsr.evaluation.run import mean_quality
     from ddsr.evaluation.upscaler import load_upscaler
 
-    upscaler = load_upscaler(deploy, weights, scale, tile=tile)
-    totals = {m: 0.0 for m in metrics}
-    outputs = []
-    for image in images:
-        sr, _ = upscaler.upscale(image)
-        sr = to_uint8(sr)
-        outputs.append(sr)
-        for name, value in measure(image.hr_y, sr, scale, metrics=metrics).items():
-            totals[name] += value
-    return {m: totals[m] / len(images) for m in metrics}, outputs
+    return mean_quality(images, load_upscaler(deploy, weights, scale, tile=tile), scale, metrics)
 
 
 def bicubic_quality(images, scale, metrics=("psnr", "ssim")):
     """The bicubic baseline's mean metrics over prepared images."""
-    from ddsr.evaluation.metrics import measure
-    from ddsr.evaluation.protocol import to_uint8
+    from ddsr.evaluation.protocol import BicubicUpscaler
+    from ddsr.evaluation.run import mean_quality
 
-    totals = {m: 0.0 for m in metrics}
-    for image in images:
-        for name, value in measure(image.hr_y, to_uint8(image.bicubic_y), scale, metrics=metrics).items():
-            totals[name] += value
-    return {m: totals[m] / len(images) for m in metrics}
+    return mean_quality(images, BicubicUpscaler(), scale, metrics)[0]
 
 
 def evaluate_snapshots(deploy, snapshot_prefix, data_root, set_name="Set5", scale=3,
