@@ -17,7 +17,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import datasets, h5, patches
+from ddsr import atomic, datasets, h5, patches
 
 PROG = "make_h5"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +43,16 @@ def parse_args(argv):
             "(252,032 patches) and a validation split into data/h5/x3/."),
         epilog=(
             "Sets named in the dataset registry (datasets/registry.tsv) are read in registry "
-            "order and must be complete (fetch them with tools/fetch_datasets.py); any other "
+            "order and must be complete, every file with the registry's sha256 (fetch them "
+            "with tools/fetch_datasets.py); any other "
             "name is read as a folder of images under --data-root, sorted by file name. "
             "Outputs: <out>/train.txt and <out>/val.txt (the list files for hdf5_data_param "
             "source, entries relative to the repository root when the database is under it), "
             "shards <split>_NNN.h5 with float32 datasets 'data' (N x 1 x n x n) and 'label' "
-            "(N x 1 x sn x sn) in [0, 1], and manifest.json."),
+            "(N x 1 x sn x sn) in [0, 1], and manifest.json. The database is built in a "
+            "hidden sibling folder (.x3.tmp-<pid>-*) that replaces <out> only when complete: "
+            "an error, Ctrl-C (exit 130) or SIGTERM (exit 143) leaves the previous database "
+            "as it was, and a folder left by a killed run is removed by the next run."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, required=True, help="upscaling factor (2, 3, 4, ...)")
     parser.add_argument("--data-root", type=Path, default=datasets.DEFAULT_DATA_ROOT,
@@ -117,7 +121,7 @@ def set_sources(names, data_root, registry):
     sources = []
     for name in names:
         if name in registry.names:
-            paths = datasets.image_paths(name, data_root, registry=registry)
+            paths = datasets.image_paths(name, data_root, registry=registry, check_sha256=True)
         else:
             folder = Path(data_root) / name
             if not folder.is_dir():
@@ -167,6 +171,8 @@ def run(argv=None):
             print(f"val_patches {val_patches}")
         return 0
 
+    for stale in atomic.remove_stale_temporaries(args.out):
+        print(f"{PROG}: {stale.describe()}", file=sys.stderr)
     manifest = h5.build_database(
         args.out, train_sources, **geometry, seed=args.seed, multiple_of=args.multiple_of,
         val_sources=val_sources, **augment, skip_bad=args.skip_bad,
@@ -192,16 +198,18 @@ def run(argv=None):
 
 
 def main(argv=None):
-    """Run the tool; bad input, unreadable images and write failures are one error line."""
-    try:
-        return run(argv)
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted; the previous database (if any) is unchanged",
-              file=sys.stderr)
-        return 130
-    except (UsageError, ValueError, OSError, datasets.DatasetError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    """Run the tool; bad input, unreadable images, write failures and signals are one error line."""
+    with atomic.interrupts_as_exceptions():
+        try:
+            return run(argv)
+        except KeyboardInterrupt as exc:
+            message = atomic.interrupted_message(
+                exc, "the previous database (if any) is unchanged")
+            print(f"{PROG}: error: {message}", file=sys.stderr)
+            return atomic.exit_status(exc)
+        except (UsageError, ValueError, OSError, datasets.DatasetError) as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":
