@@ -17,10 +17,15 @@ Guarantees:
 
 - Every file is checked against its sha256 in the registry. A mismatch or a
   missing file is a :class:`ChecksumError` that lists all such files.
-- A set is assembled in a temporary folder ``<data_root>/.<Set>.partial-*`` and
-  renamed to ``<data_root>/<Set>`` only when every file is there and correct;
-  on any error (or Ctrl-C) the temporary folder is removed and the data root
-  is left as it was.
+- A set is assembled in a temporary folder ``<data_root>/.<Set>.partial-<pid>-*``
+  (:func:`ddsr.atomic.replacing_directory`) and renamed to ``<data_root>/<Set>``
+  only when every file is there and correct; on any error (Ctrl-C and SIGTERM
+  included) the temporary folder is removed and the data root is left as it
+  was. One left by a killed run is removed by the next fetch of that set
+  (:func:`ddsr.atomic.remove_stale_temporaries`).
+- A download never takes more than ``timeout`` seconds per attempt, however
+  slowly the server sends, and never reads more than the size the registry
+  records (a longer body is a wrong file).
 - An existing ``<data_root>/<Set>`` that verifies (exactly the registry's
   files, all with the right sha256) is left alone, without any network access.
   One that does not verify (a file missing, changed, or a file that is not in
@@ -40,10 +45,7 @@ progress bar (``tools/fetch_datasets.py`` uses tqdm); the library prints nothing
 import csv
 import hashlib
 import http.client
-import os
 import re
-import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -53,6 +55,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 from . import __version__
+from .atomic import replacing_directory
 
 __all__ = [
     "REPO_ROOT",
@@ -304,20 +307,38 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
-def _copy_hashing(src, dest):
-    """Copy a binary stream into a new file; return (sha256 hex, bytes)."""
+def _copy_hashing(src, dest, max_bytes=None, deadline=None):
+    """Copy a binary stream into a new file; return (sha256 hex, bytes).
+
+    Stops after ``max_bytes + 1`` bytes (the size returned then says the source
+    is longer than ``max_bytes``), and raises ``TimeoutError`` once
+    ``time.monotonic()`` passes ``deadline``. ``read1`` returns as soon as some
+    bytes arrive, so a server sending one byte a second cannot hold a read
+    past the deadline by more than the socket's own timeout.
+    """
+    read = getattr(src, "read1", src.read)
     digest = hashlib.sha256()
     size = 0
     with open(dest, "xb") as out:
-        for chunk in iter(lambda: src.read(_CHUNK), b""):
+        while True:
+            want = _CHUNK if max_bytes is None else min(_CHUNK, max_bytes + 1 - size)
+            if want <= 0:
+                break
+            chunk = read(want)
+            if not chunk:
+                break
             digest.update(chunk)
             out.write(chunk)
             size += len(chunk)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"only {size} bytes arrived in the time allowed")
     return digest.hexdigest(), size
 
 
 def _mismatch(entry, sha, size):
     """A FileProblem if (sha, size) is not what the registry says, else None."""
+    if size > entry.bytes:
+        return FileProblem(entry.filename, f"longer than the registry's {entry.bytes} bytes")
     if sha == entry.sha256:
         return None
     return FileProblem(
@@ -372,11 +393,13 @@ def verify_set(name, data_root=DEFAULT_DATA_ROOT, *, registry=None):
     return problems
 
 
-def image_paths(name, data_root=DEFAULT_DATA_ROOT, *, registry=None):
+def image_paths(name, data_root=DEFAULT_DATA_ROOT, *, registry=None, check_sha256=False):
     """The files of a set under a data root, in registry order (sorted by name).
 
-    Does not hash them (use :func:`verify_set` for that); checks only that the
-    folder and every file exist.
+    Checks that the folder and every file exist; with ``check_sha256``, also
+    that every file has the registry's sha256. Files in the folder that are
+    not in the registry are not listed and not an error (use
+    :func:`verify_set` for the whole folder).
 
     Raises
     ------
@@ -384,12 +407,27 @@ def image_paths(name, data_root=DEFAULT_DATA_ROOT, *, registry=None):
         Unknown set name.
     DatasetError
         The folder or a file is missing.
+    ChecksumError
+        With ``check_sha256``: files missing or with another sha256, all listed.
     """
     registry = load_registry() if registry is None else registry
     folder = Path(data_root) / name
-    paths = [folder / f.filename for f in registry.files(name)]
+    entries = registry.files(name)
+    paths = [folder / f.filename for f in entries]
     if not folder.is_dir():
         raise DatasetError(f"{name}: {folder} does not exist (fetch it with tools/fetch_datasets.py {name})")
+    if check_sha256:
+        problems = []
+        for entry, path in zip(entries, paths):
+            if not path.is_file():
+                problems.append(FileProblem(entry.filename, "missing"))
+            else:
+                bad = _mismatch(entry, sha256_file(path), path.stat().st_size)
+                if bad:
+                    problems.append(bad)
+        if problems:
+            raise ChecksumError(name, problems, folder)
+        return paths
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise DatasetError(f"{name}: {len(missing)} file(s) missing in {folder}: {', '.join(missing)}")
@@ -402,21 +440,24 @@ def _check_url(url, what):
         raise ValueError(f"{what} must be an http://, https:// or file:// URL, got {url!r}")
 
 
-def download_file(url, dest, *, timeout, retries, backoff):
+def download_file(url, dest, *, timeout, retries, backoff, max_bytes=None):
     """Download ``url`` into ``dest``; (sha256, bytes), or None if the server says it is absent.
 
-    Retries transport errors, timeouts and the statuses in ``_RETRY_STATUSES``
-    with exponential backoff; raises DownloadError when they persist or for any
-    other HTTP status.
+    Each attempt has ``timeout`` seconds in all (connecting and the whole
+    body), and reads at most ``max_bytes + 1`` bytes (a returned size above
+    ``max_bytes`` says the body is longer). Retries transport errors, timeouts
+    and the statuses in ``_RETRY_STATUSES`` with exponential backoff; raises
+    DownloadError when they persist or for any other HTTP status.
     """
     request = urllib.request.Request(url, headers={"User-Agent": f"ddsr-caffe/{__version__}"})
     last_error = None
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
+        deadline = time.monotonic() + timeout
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return _copy_hashing(response, dest)
+                return _copy_hashing(response, dest, max_bytes, deadline)
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code in _MISSING_STATUSES:
@@ -428,19 +469,13 @@ def download_file(url, dest, *, timeout, retries, backoff):
             if isinstance(exc.reason, FileNotFoundError):  # a file:// URL
                 return None
             last_error = str(exc.reason)
-        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        except TimeoutError as exc:
+            last_error = f"not complete within --timeout {timeout:g} s ({exc})"
+        except (ConnectionError, http.client.HTTPException) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
         # Drop a partial file before the next attempt.
         Path(dest).unlink(missing_ok=True)
     raise DownloadError(f"{url}: {last_error} (gave up after {retries + 1} attempts)")
-
-
-def _move_aside(folder, data_root, name):
-    """Rename ``folder`` to a fresh hidden name in ``data_root``; return the new path."""
-    aside = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=data_root))
-    aside.rmdir()  # a name nobody else got from mkdtemp; os.rename needs it free
-    os.rename(folder, aside)
-    return aside
 
 
 def fetch_set(name, data_root=DEFAULT_DATA_ROOT, *, from_dir=None, mirror=None,
@@ -463,7 +498,8 @@ def fetch_set(name, data_root=DEFAULT_DATA_ROOT, *, from_dir=None, mirror=None,
         Base of the raw-file URLs when neither ``from_dir`` nor ``mirror`` is
         given: ``<raw_base>/<repo>/<commit>/<path>`` (tests point it at a local server).
     timeout : float
-        Seconds for connecting and for each read.
+        Seconds allowed for each attempt at a file, connecting and the whole
+        body together (a server that trickles is given up on, then retried).
     retries : int
         Extra attempts after a transport error, a timeout or HTTP 408/425/429/5xx,
         waiting ``backoff * 2**k`` seconds before the k-th retry.
@@ -487,6 +523,8 @@ def fetch_set(name, data_root=DEFAULT_DATA_ROOT, *, from_dir=None, mirror=None,
         set folder is left as it was.
     DownloadError
         A file could not be downloaded after the retries (nothing written either).
+    KeyboardInterrupt
+        Ctrl-C (or :class:`ddsr.atomic.Interrupted`): nothing written either.
     DatasetError
         ``from_dir`` has no folder for the set; the target is not a folder.
     """
@@ -521,26 +559,25 @@ def fetch_set(name, data_root=DEFAULT_DATA_ROOT, *, from_dir=None, mirror=None,
         bad = {p.filename for p in replaced}
         reusable = {f.filename: target / f.filename for f in files if f.filename not in bad}
 
-    data_root.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=data_root))
-    try:
+    with replacing_directory(target, sync=False, kind="partial") as partial:
         problems = []
         for entry in files:
             dest = partial / entry.filename
             if entry.filename in reusable:
                 with open(reusable[entry.filename], "rb") as src:
-                    got = _copy_hashing(src, dest)
+                    got = _copy_hashing(src, dest, entry.bytes)
             elif from_dir is not None:
                 src_path = source_folder / entry.filename
                 if src_path.is_file():
                     with open(src_path, "rb") as src:
-                        got = _copy_hashing(src, dest)
+                        got = _copy_hashing(src, dest, entry.bytes)
                 else:
                     got = None
             else:
                 url = entry.mirror_url(mirror) if mirror is not None else entry.raw_url(raw_base)
                 try:
-                    got = download_file(url, dest, timeout=timeout, retries=retries, backoff=backoff)
+                    got = download_file(url, dest, timeout=timeout, retries=retries,
+                                        backoff=backoff, max_bytes=entry.bytes)
                 except DownloadError as exc:
                     raise DownloadError(f"{name}/{entry.filename}: {exc}") from exc
             if got is None:
@@ -554,22 +591,4 @@ def fetch_set(name, data_root=DEFAULT_DATA_ROOT, *, from_dir=None, mirror=None,
                 progress(entry)
         if problems:
             raise ChecksumError(name, problems, where)
-        # mkdtemp makes the folder private (0700); a data folder is readable by all.
-        os.chmod(partial, 0o755)
-        if replaced:
-            aside = _move_aside(target, data_root, name)
-            try:
-                os.rename(partial, target)
-            except BaseException:
-                os.rename(aside, target)
-                raise
-            if aside.is_symlink():
-                aside.unlink()
-            else:
-                shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.rename(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return FetchResult(target, "replaced" if replaced else "fetched", replaced)
