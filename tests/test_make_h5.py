@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddsr import h5, patches
+from ddsr.data import h5, patches
 
 TOOL = "tools/make_h5.py"
 
@@ -204,7 +204,7 @@ def test_paper_x3_count(repo_root, shared_dir):
 # interrupt the way h5py's weakref callbacks do, and goes on.
 _CHILD = """
 import os, pathlib, runpy, signal, sys, time
-from ddsr import h5
+from ddsr.data import h5
 ready, mode, tool = sys.argv[1:4]
 real = h5.write_shard
 

@@ -56,6 +56,7 @@ _received = []
 _deferring = 0
 # Temporaries without a process id (made before names held one) count as stale after this.
 LEGACY_STALE_AFTER_S = 3600.0
+# Middles of temporary names: ours (tmp, old) and the fetch folders of earlier versions (partial).
 _KINDS = ("tmp", "old", "partial")
 
 
@@ -381,14 +382,14 @@ def _replace_directory(new, out):
     except BaseException:
         os.rename(old, out)
         raise
-    if old.is_symlink():
+    if old.is_symlink():  # the old folder was a link to a folder elsewhere: drop only the link
         old.unlink()
     else:
         shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def replacing_directory(out_dir, sync=True, kind="tmp"):
+def replacing_directory(out_dir, sync=True):
     """Build a folder in a temporary sibling and move it into place only on success.
 
     Parameters
@@ -398,13 +399,10 @@ def replacing_directory(out_dir, sync=True, kind="tmp"):
     sync : bool
         fsync the files (one level) and the folder before the rename, so that a
         crash cannot leave a renamed but empty folder.
-    kind : str
-        Middle of the temporary name: ``tmp`` or ``partial``.
-
     Yields
     ------
     Path
-        The temporary folder to write into (``.<name>.<kind>-<pid>-*`` next to ``out_dir``).
+        The temporary folder to write into (``.<name>.tmp-<pid>-*`` next to ``out_dir``).
 
     Notes
     -----
@@ -417,10 +415,8 @@ def replacing_directory(out_dir, sync=True, kind="tmp"):
     A symbolic link at ``out_dir`` is replaced by the folder (its target is
     left alone).
     """
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     out = Path(out_dir)
-    tmp = temporary_directory(out, kind)
+    tmp = temporary_directory(out)
     try:
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the result is an ordinary folder
         yield tmp
