@@ -29,7 +29,8 @@ except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
 import ddsr  # noqa: E402
-from ddsr.evaluation import deploy_net, metrics as quality_metrics, protocol, published, report, run as eval_run, upscaler
+from ddsr.data import registry as datasets  # noqa: E402
+from ddsr.evaluation import deploy_net, metrics as quality_metrics, protocol, published, report, run as eval_run, upscaler  # noqa: E402
 from ddsr.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 
 PROG = "eval.py"
@@ -168,7 +169,7 @@ def plan(args):
     sets = list(dict.fromkeys(args.sets))
     for name in sets:
         try:
-            protocol.list_set_images(args.data_root, name)
+            datasets.list_set_images(args.data_root, name)
         except ValueError as exc:
             raise CliError(str(exc)) from exc
     if args.gpu is not None and args.model is None:
@@ -251,7 +252,7 @@ def run(args):
         report.write_png_atomic(out / "images" / set_name / f"x{scale}" / f"{image.name}.png",
                                 protocol.colour_output(image, sr8))
 
-    total = sum(len(protocol.list_set_images(args.data_root, s)) for s in sets) * len(scales)
+    total = sum(len(datasets.list_set_images(args.data_root, s)) for s in sets) * len(scales)
     from tqdm import tqdm
 
     with tqdm(total=total, unit="img", disable=args.quiet, file=sys.stderr) as bar:
@@ -270,7 +271,7 @@ def run(args):
         "sets": sets,
         "data_root": str(args.data_root),
         "metrics": list(p["metrics"]),
-        "images": {s: len(protocol.list_set_images(args.data_root, s)) for s in sets},
+        "images": {s: len(datasets.list_set_images(args.data_root, s)) for s in sets},
         "models": {f"x{s}": {
             "deploy": str(m["deploy"]), "weights": str(m["weights"]), "weights_sha256": _sha256(m["weights"]),
             "sidecar": str(m["sidecar"]) if m["sidecar"] else None, "input": m["settings"].input,

@@ -29,7 +29,7 @@ def find_image(data_root, spec):
     """
     from pathlib import Path
 
-    from ddsr.evaluation.protocol import list_set_images
+    from ddsr.data.registry import list_set_images
 
     if "/" not in spec:
         raise ValueError(f"image {spec!r}: give it as SET/NAME, e.g. Set5/bird_GT")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from ..matlab import imread
 from .metrics import METRIC_NAMES, check_metrics, measure
-from .protocol import BicubicUpscaler, ImageError, list_set_images, prepare_image, to_uint8
+from ..data.registry import list_set_images
+from .protocol import BicubicUpscaler, ImageError, prepare_image, to_uint8
 
 __all__ = ["RECORD_FIELDS", "EvalResult", "evaluate"]
 

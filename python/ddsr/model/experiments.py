@@ -24,14 +24,19 @@ The keys of one experiment:
     deconvolution's kernel size; its pad is ``(deconv_kernel - scale) / 2``,
     see :func:`ddsr.model.nets.deconv_pad`), ``residual`` (the one Eltwise SUM);
 ``data``
-    ``train_source``, ``val_source`` (HDF5 list files, relative to the repository
-    root; ``{scale}`` is replaced by the scale), ``batch_size``,
-    ``val_batch_size``, ``shuffle``;
+    the training database and how it is made (see :class:`ddsr.data.database.DataRecipe`):
+    ``database`` (its folder, relative to the repository root; ``{scale}`` is replaced by
+    the scale; the train net reads ``<database>/train.txt`` and ``val.txt``),
+    ``train_sets``, ``val_set``, ``val_images``, ``patch_size``, ``stride``, ``flip``,
+    ``rot90``, ``downscale``, ``multiple_of``, ``seed``; and how Caffe reads it:
+    ``batch_size``, ``val_batch_size``, ``shuffle``;
 ``solver``
     SolverParameter fields (see :data:`SOLVER_FIELDS`). ``net``,
     ``snapshot_prefix`` and ``solver_mode`` are not settings: they follow from
     the experiment's name (see :class:`Experiment`) and from how the ``caffe``
-    tool picks the device (see :mod:`ddsr.model.solvers`).
+    tool picks the device (see :mod:`ddsr.model.solvers`). ``test_iter`` is checked
+    against the validation split of the built database before training
+    (:func:`ddsr.data.database.check_database`).
 
 Everything here is plain Python and YAML (no Caffe), so other modules can ask
 for an experiment's file names without importing Caffe.
@@ -45,23 +50,30 @@ from pathlib import Path
 
 import yaml
 
+from ..data.database import DataRecipe
+from ..paths import REPO_ROOT, run_dir, train_log_path
+
 __all__ = [
     "SCALES",
     "SOLVER_FIELDS",
     "NetConfig",
     "DataConfig",
     "Experiment",
+    "EXPERIMENTS_PATH",
     "load_experiments",
+    "default_recipe",
     "parse_experiments",
 ]
 
 SCALES = (2, 3, 4)
+EXPERIMENTS_PATH = REPO_ROOT / "experiments.yaml"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _TOP_KEYS = ("defaults", "experiments")
 _EXPERIMENT_KEYS = ("description", "base", "scale", "net", "data", "solver")
 _NET_KEYS = ("depth", "num_filters", "deconv_kernel", "residual")
-_DATA_KEYS = ("train_source", "val_source", "batch_size", "val_batch_size", "shuffle")
+_DATA_KEYS = ("database", "train_sets", "val_set", "val_images", "patch_size", "stride", "flip", "rot90",
+              "downscale", "multiple_of", "seed", "batch_size", "val_batch_size", "shuffle")
 
 _SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 _LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
@@ -126,22 +138,31 @@ class NetConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The HDF5 databases of a train net (paths relative to the repository root)."""
+    """An experiment's training data: the database recipe and how Caffe's HDF5Data layers read it."""
 
-    train_source: str
-    val_source: str
+    recipe: DataRecipe
     batch_size: int
     val_batch_size: int
     shuffle: bool
+
+    @property
+    def train_source(self):
+        return self.recipe.train_source
+
+    @property
+    def val_source(self):
+        return self.recipe.val_source
 
 
 @dataclass(frozen=True)
 class Experiment:
     """One named configuration: a net, its data and its solver settings.
 
-    The file names follow from the name: ``prototxt/<name>_train.prototxt``,
-    ``prototxt/<name>_deploy.prototxt``, ``solvers/<name>.prototxt`` and the
-    snapshot prefix ``snapshots/<name>`` (Caffe appends ``_iter_<N>.caffemodel``).
+    Every file name follows from the name (all relative to the repository root):
+    ``prototxt/<name>_train.prototxt``, ``prototxt/<name>_deploy.prototxt``,
+    ``solvers/<name>.prototxt``, the snapshot prefix ``snapshots/<name>`` (Caffe appends
+    ``_iter_<N>.caffemodel``), the run folder ``runs/<name>/`` with the training log, and
+    the evaluation folder ``runs/<name>/eval/``. The database folder is the data recipe's.
     """
 
     name: str
@@ -169,6 +190,43 @@ class Experiment:
     @property
     def snapshot_prefix(self):
         return f"snapshots/{self.name}"
+
+    @property
+    def recipe(self):
+        """The training database's recipe (:class:`ddsr.data.database.DataRecipe`)."""
+        return self.data.recipe
+
+    @property
+    def run_dir(self):
+        """``runs/<name>``: the training log and what is made from it."""
+        return run_dir(self.name)
+
+    @property
+    def log_path(self):
+        return train_log_path(self.name)
+
+    @property
+    def eval_dir(self):
+        return self.run_dir / "eval"
+
+    def newest_weights(self, workdir=REPO_ROOT):
+        """The newest ``.caffemodel`` of this experiment's run, or None."""
+        from ..training.snapshots import newest_snapshot
+
+        snap = newest_snapshot(self.snapshot_prefix, workdir, resumable=False)
+        return snap.caffemodel if snap else None
+
+    def check_database(self):
+        """Refuse a database that is not the one this experiment's train net reads.
+
+        Returns the database's manifest; raises :class:`ddsr.data.database.DatabaseMismatch`.
+        """
+        from ..data.database import check_database
+
+        return check_database(self.recipe.folder, scale=self.scale, patch_size=self.recipe.patch_size,
+                              test_iter=self.solver["test_iter"], val_batch_size=self.data.val_batch_size,
+                              reader=self.name,
+                              rebuild_hint=f"build it with tools/make_h5.py --experiment {self.name}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -226,16 +284,19 @@ def load_experiments(path):
         message names the line), or any setting is missing, unknown or out
         of range; the message names the file, the experiment and the key.
     """
+    return parse_experiments(_read_document(path), source=str(path))
+
+
+def _read_document(path):
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {_one_line(exc)}") from None
-    return parse_experiments(document, source=str(path))
 
 
 def parse_experiments(document, source="experiments.yaml"):
@@ -392,20 +453,7 @@ def _build(name, merged, where):
         raise ValueError(f"{where}: net.residual needs net.depth >= 2 (the sum adds the "
                          f"upsampling features to the last 3x3x{num_filters} layer), got depth {depth}")
 
-    data = _section(merged, "data", where)
-    _check_keys(data, _DATA_KEYS, f"{where}: data")
-    _require(data, _DATA_KEYS, f"{where}: data")
-    sources = {}
-    for key in ("train_source", "val_source"):
-        value = data[key]
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{where}: data.{key} must be a non-empty path")
-        try:
-            sources[key] = value.format(scale=scale)
-        except (KeyError, IndexError, ValueError):
-            raise ValueError(f"{where}: data.{key} {value!r}: the only placeholder allowed "
-                             f"is {{scale}}") from None
-
+    data = _data_config(_section(merged, "data", where), scale, where)
     solver = _section(merged, "solver", where)
     solver = _validate_solver(solver, f"{where}: solver")
 
@@ -414,15 +462,72 @@ def _build(name, merged, where):
         description=description,
         net=NetConfig(scale=scale, depth=depth, num_filters=num_filters,
                       deconv_kernel=kernel, residual=residual),
-        data=DataConfig(
-            train_source=sources["train_source"],
-            val_source=sources["val_source"],
-            batch_size=_int(data["batch_size"], "data.batch_size", where, 1),
-            val_batch_size=_int(data["val_batch_size"], "data.val_batch_size", where, 1),
-            shuffle=_bool(data["shuffle"], "data.shuffle", where),
-        ),
+        data=data,
         solver=solver,
     )
+
+
+def _set_names(value, key, where):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{where}: data.{key} must be a set name or a non-empty list of set names")
+    return tuple(value)
+
+
+def _data_config(data, scale, where):
+    """The ``data`` section: the database recipe (:class:`DataRecipe`) and the batch settings."""
+    _check_keys(data, _DATA_KEYS, f"{where}: data")
+    _require(data, _DATA_KEYS, f"{where}: data")
+    folder = data["database"]
+    if not isinstance(folder, str) or not folder.strip():
+        raise ValueError(f"{where}: data.database must be a non-empty path")
+    try:
+        folder = folder.format(scale=scale).rstrip("/")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(f"{where}: data.database {folder!r}: the only placeholder allowed "
+                         f"is {{scale}}") from None
+    if any(c.isspace() for c in folder):
+        raise ValueError(f"{where}: data.database {folder!r}: Caffe's list files cannot name a path with spaces")
+    downscale = data["downscale"]
+    if not isinstance(downscale, list) or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in downscale):
+        raise ValueError(f"{where}: data.downscale must be a list of factors in (0, 1), got {downscale!r}")
+    val_set = data["val_set"]
+    if not isinstance(val_set, str) or not val_set.strip():
+        raise ValueError(f"{where}: data.val_set must be a set name (the train net has a validation phase)")
+    train_sets = _set_names(data["train_sets"], "train_sets", where)
+    if val_set in train_sets:
+        raise ValueError(f"{where}: data.val_set {val_set} is also one of data.train_sets")
+    recipe = DataRecipe(
+        scale=scale, folder=folder, train_sets=train_sets, val_set=val_set,
+        val_images=_int(data["val_images"], "data.val_images", where, 1),
+        patch_size=_int(data["patch_size"], "data.patch_size", where, 1),
+        stride=_int(data["stride"], "data.stride", where, 1),
+        flip=_bool(data["flip"], "data.flip", where), rot90=_bool(data["rot90"], "data.rot90", where),
+        downscale=tuple(float(f) for f in downscale),
+        multiple_of=_int(data["multiple_of"], "data.multiple_of", where, 1),
+        seed=_int(data["seed"], "data.seed", where, 0))
+    return DataConfig(
+        recipe=recipe,
+        batch_size=_int(data["batch_size"], "data.batch_size", where, 1),
+        val_batch_size=_int(data["val_batch_size"], "data.val_batch_size", where, 1),
+        shuffle=_bool(data["shuffle"], "data.shuffle", where),
+    )
+
+
+def default_recipe(scale, path=EXPERIMENTS_PATH):
+    """The data recipe of the file's ``defaults`` at ``scale``: what ``tools/make_h5.py --scale S`` builds.
+
+    Raises
+    ------
+    ValueError
+        As :func:`load_experiments`, for the ``defaults`` section.
+    """
+    document = _read_document(path)
+    defaults = document.get("defaults") if isinstance(document, dict) else None
+    if not isinstance(defaults, dict) or not isinstance(defaults.get("data"), dict):
+        raise ValueError(f"{path}: no 'defaults: data:' section")
+    return _data_config(defaults["data"], int(scale), f"{path}: defaults").recipe
 
 
 def _validate_solver(solver, where):

@@ -44,7 +44,8 @@ def log_rows(log):
 
 def load_test_images(data_root, set_name, scale):
     """The protocol's prepared images of one set (:func:`ddsr.evaluation.prepare_image`)."""
-    from ddsr.evaluation.protocol import list_set_images, prepare_image
+    from ddsr.data.registry import list_set_images
+    from ddsr.evaluation.protocol import prepare_image
     from ddsr.matlab import imread
 
     return [prepare_image(imread(path), scale, name=path.stem)
