@@ -47,6 +47,7 @@ __all__ = [
     "write_text_atomic",
     "write_json_atomic",
     "replacing_directory",
+    "check_replaceable",
 ]
 
 _INTERRUPTING = (signal.SIGINT, signal.SIGTERM)
@@ -386,6 +387,43 @@ def _replace_directory(new, out):
         old.unlink()
     else:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def check_replaceable(out_dir, marker, what):
+    """Raise unless :func:`replacing_directory` may (re)place ``out_dir``; before any work is done.
+
+    Parameters
+    ----------
+    out_dir : path-like
+    marker : str
+        A file that a folder of this kind always holds (``manifest.json``, ``run.json``): a
+        non-empty folder without it is someone else's and is never replaced.
+    what : str
+        The kind of folder, for messages (``a database``).
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` is a file (or a link), or a non-empty folder without ``marker``.
+    NotADirectoryError
+        A file stands where a parent folder of ``out_dir`` should be.
+    PermissionError
+        No folder can be created next to ``out_dir``.
+    """
+    out = Path(out_dir)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise FileExistsError(f"{out} exists and is not a folder")
+        if any(out.iterdir()) and not (out / marker).is_file():
+            raise FileExistsError(f"{out} is not empty and holds no {marker}: "
+                                  f"refusing to replace a folder that is not {what}")
+    parent = out.parent
+    while not (parent.exists() or parent.is_symlink()):
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot write the output folder {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write the output folder {out}: {parent} is not writable")
 
 
 @contextlib.contextmanager

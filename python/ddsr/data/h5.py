@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ddsr import atomic
 from ddsr.atomic import raise_if_interrupted, replacing_directory
 from ddsr.matlab import im2single
 
@@ -294,20 +295,7 @@ def check_replaceable(out_dir):
     PermissionError
         No folder can be created next to ``out_dir``.
     """
-    out = Path(out_dir)
-    if out.exists() or out.is_symlink():
-        if not out.is_dir() or out.is_symlink():
-            raise FileExistsError(f"{out} exists and is not a folder")
-        if any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
-            raise FileExistsError(f"{out} is not empty and holds no {MANIFEST_NAME}: "
-                                  "refusing to replace a folder that is not a database")
-    parent = out.parent
-    while not (parent.exists() or parent.is_symlink()):
-        parent = parent.parent
-    if not parent.is_dir():
-        raise NotADirectoryError(f"cannot write the output folder {out}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write the output folder {out}: {parent} is not writable")
+    atomic.check_replaceable(out_dir, MANIFEST_NAME, "a database")
 
 
 @contextlib.contextmanager

@@ -3,7 +3,10 @@
 A run folder (``tools/eval.py --out DIR``) holds:
 
 - ``summary.json`` -- ``{"Set5": {"x3": {"psnr": ..., "ssim": ..., "ifc": ...}}}``, the mean
-  of each metric over a set's images (nothing else at the top level);
+  of each metric over a set's images (nothing else at the top level). A cell whose mean covers
+  only some of the set's images also holds ``"partial": {metric: [n, N]}``; one of a set that
+  differs from the registry (``--allow-modified-sets``) holds ``"modified_set": true``. Tables
+  show such a mean as ``30.85 (4 of 5)`` or ``30.85 †`` and give no difference to the paper;
 - ``per_image.csv`` -- one row per image and scale (:data:`CSV_FIELDS`);
 - ``run.json`` -- how it was made (label, the published row it compares with, models,
   settings, timings, errors);
@@ -32,6 +35,7 @@ __all__ = [
     "PRECISION",
     "Row",
     "summarize",
+    "cell_mark",
     "table3_markdown",
     "load_run",
     "combine_rows",
@@ -78,7 +82,7 @@ def write_png_atomic(path, image):
 # Summaries
 # ---------------------------------------------------------------------------------------------
 
-def summarize(records, metrics=pub.METRICS):
+def summarize(records, metrics=pub.METRICS, images=None, scales=None, modified_sets=()):
     """Mean of each metric per set and scale, in ``summary.json``'s form.
 
     Parameters
@@ -87,26 +91,59 @@ def summarize(records, metrics=pub.METRICS):
         Per-image records with ``set``, ``scale`` and metric keys.
     metrics : sequence of str
         Metrics to average; one absent from the records is left out.
+    images : dict, optional
+        ``{set: number of images}`` that were to be measured. With it, every set and scale
+        has a cell (even when no image could be measured), and a metric measured on fewer
+        images is marked ``"partial": {metric: [n, N]}``.
+    scales : sequence of int, optional
+        The scales evaluated (with ``images``; default: those of the records).
+    modified_sets : collection of str
+        Sets that differ from the registry: their cells get ``"modified_set": true``.
 
     Returns
     -------
     dict
-        ``{set: {"x<scale>": {metric: mean}}}``, sets and scales in first-seen order.
+        ``{set: {"x<scale>": {metric: mean, ...}}}``, sets and scales in first-seen order.
     """
     groups = {}
+    if images is not None:
+        seen_scales = list(dict.fromkeys(int(r["scale"]) for r in records))
+        for set_name in images:
+            for s in (scales if scales is not None else seen_scales):
+                groups.setdefault(set_name, {}).setdefault(f"x{int(s)}", [])
     for rec in records:
         groups.setdefault(rec["set"], {}).setdefault(f"x{int(rec['scale'])}", []).append(rec)
     out = {}
     for set_name, by_scale in groups.items():
         out[set_name] = {}
         for key, recs in by_scale.items():
-            cell = {}
+            cell, partial = {}, {}
             for m in metrics:
                 values = [r[m] for r in recs if r.get(m) is not None]
                 if values:
                     cell[m] = float(np.mean(values))
+                expected = None if images is None else images.get(set_name)
+                if expected is not None and len(values) < expected:
+                    partial[m] = [len(values), int(expected)]
+            if partial:
+                cell["partial"] = partial
+            if set_name in modified_sets:
+                cell["modified_set"] = True
             out[set_name][key] = cell
     return out
+
+
+def cell_mark(cell, metric):
+    """What a table shows after a mean: ``" (4 of 5)"`` for a partial one, ``" †"`` for a
+    modified set, ``""`` for a mean over the whole registry set. Such means get no Δ."""
+    cell = cell or {}
+    mark = ""
+    counted = cell.get("partial", {}).get(metric)
+    if counted is not None:
+        mark += f" ({counted[0]} of {counted[1]})"
+    if cell.get("modified_set"):
+        mark += " †"
+    return mark
 
 
 def mean_forward_ms(records):
@@ -150,6 +187,10 @@ def _cell(summary, set_name, scale, metric):
     return None if value is None else float(value)
 
 
+def _mark(summary, set_name, scale, metric):
+    return cell_mark((summary or {}).get(set_name, {}).get(f"x{scale}"), metric)
+
+
 def _columns(rows, sets=None, scales=None):
     """Columns in the paper's order: scale-major, then Set5, Set14, BSD200, then other sets."""
     seen_sets, seen_scales = [], []
@@ -177,7 +218,8 @@ def _metrics_present(rows):
         for row in rows:
             if row.summary is None:
                 continue
-            if any(m in cell for by_scale in row.summary.values() for cell in by_scale.values()):
+            if any(m in cell or m in cell.get("partial", {})
+                   for by_scale in row.summary.values() for cell in by_scale.values()):
                 present.append(m)
                 break
     return present or list(pub.METRICS)
@@ -238,7 +280,7 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
     if title:
         lines += [title, ""]
     lines += [header, rule]
-    typo_marked = False
+    typo_marked = partial_marked = modified_marked = False
     for row in rows:
         first = True
         paper = pub.TABLE3.get(row.paper_row) if row.paper_row else None
@@ -252,14 +294,17 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
                 values = [_fmt(_cell(paper, st, sc, m), 2) for sc, st in columns]
                 lines.append(f"| {label} | {METRIC_LABELS[m]} | " + " | ".join(values) + " |")
                 continue
-            values = [_fmt(_cell(row.summary, st, sc, m), digits[m]) for sc, st in columns]
+            marks = [_mark(row.summary, st, sc, m) for sc, st in columns]
+            partial_marked = partial_marked or any("of" in k for k in marks)
+            modified_marked = modified_marked or any("†" in k for k in marks)
+            values = [_fmt(_cell(row.summary, st, sc, m), digits[m]) + k for (sc, st), k in zip(columns, marks)]
             lines.append(f"| {label} | {METRIC_LABELS[m]} | " + " | ".join(values) + " |")
             if not (published and paper):
                 continue
             paper_cells, deltas = [], []
-            for sc, st in columns:
+            for (sc, st), marked in zip(columns, marks):
                 p = _cell(paper, st, sc, m)
-                c = _cell(row.summary, st, sc, m)
+                c = None if marked else _cell(row.summary, st, sc, m)
                 mark = ""
                 if p is not None and (row.paper_row, st, f"x{sc}", m) in pub.KNOWN_TYPOS:
                     mark, typo_marked = "*", True
@@ -272,6 +317,12 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
              "(SRCNN/FSRCNN MATLAB protocol)."]
     if published and any(r.paper_row for r in rows):
         notes.append("`paper`: the DDSR paper's Table 3; `Δ`: computed − paper.")
+    if partial_marked:
+        notes.append("`(n of N)`: the mean over the n of the set's N images that could be measured "
+                     "(the others failed: see run.json); not comparable with the paper, so no Δ.")
+    if modified_marked:
+        notes.append("`†`: the set's files differ from datasets/registry.tsv (evaluated with "
+                     "--allow-modified-sets): not the paper's test set, so no Δ.")
     if typo_marked:
         for (method, st, sc, m), why in pub.KNOWN_TYPOS.items():
             notes.append(f"`*` {method} {st} {sc} {METRIC_LABELS[m]}: likely a misprint in the paper ({why}).")
@@ -355,7 +406,11 @@ def combine_rows(rows, tolerance=1e-6):
             for key, cell in by_scale.items():
                 have = target.summary.setdefault(set_name, {}).setdefault(key, {})
                 for m, v in cell.items():
-                    if m in have and abs(have[m] - v) > tolerance:
+                    if m in ("partial", "modified_set"):
+                        if m in have and have[m] != v:
+                            raise ValueError(f"{row.label} {set_name} {key}: {m} {have[m]} in {target.source} "
+                                             f"but {v} in {row.source}")
+                    elif m in have and abs(have[m] - v) > tolerance:
                         raise ValueError(f"{row.label} {set_name} {key} {m}: {have[m]} in {target.source} "
                                          f"but {v} in {row.source}")
                     have[m] = v

@@ -4,8 +4,9 @@ The metrics (the expensive part: IFC) may run in worker processes; everything el
 in order, so results do not depend on the number of workers.
 """
 
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..matlab import imread
 from .metrics import METRIC_NAMES, check_metrics, measure
@@ -33,20 +34,34 @@ class EvalResult:
         Images that could not be evaluated, one message each.
     timings : dict
         Seconds spent per metric, and in ``"prepare"`` (reading, modcrop, LR).
+    not_computable : list of str
+        Metrics that could not be computed for an image whose other metrics were (IFC of an
+        image below its 72x72 minimum), one message each; the record lacks that metric.
     """
 
     records: list
     baseline: list
     errors: list
     timings: dict
+    not_computable: list = field(default_factory=list)
 
 
 def _measure_pair(hr_y, sr8, bicubic8, scale, metrics):
     """The metrics of an SR image and, optionally, of its bicubic baseline (a worker's task)."""
-    timings = {}
-    values = measure(hr_y, sr8, scale, metrics, timings)
-    base = measure(hr_y, bicubic8, scale, metrics, timings) if bicubic8 is not None else None
-    return values, base, timings
+    timings, skipped = {}, {}
+    values = measure(hr_y, sr8, scale, metrics, timings, not_computable=skipped)
+    if not values:  # nothing computable: the image fails as a whole
+        raise ValueError("; ".join(f"{m}: {why}" for m, why in skipped.items()))
+    base = (measure(hr_y, bicubic8, scale, metrics, timings, not_computable={})
+            if bicubic8 is not None else None)
+    return values, base, timings, skipped
+
+
+def _worker_start():
+    # Ctrl-C reaches the whole process group: the parent stops the pool; a worker must not
+    # print a traceback of its own. Forked workers would also inherit the parent's handlers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class _Done:
@@ -125,13 +140,15 @@ def evaluate(data_root, sets, scales, upscaler_for_scale, metrics=METRIC_NAMES, 
         while len(pending) > keep:
             future, base, ms, bms, where = pending.pop(0)
             try:
-                values, bvalues, timings = future.result()
+                values, bvalues, timings, skipped = future.result()
             except ValueError as exc:  # e.g. too small for IFC's pyramid, or a flat image
                 result.errors.append(f"{where}: {exc}")
                 tick()
                 continue
             for k, v in timings.items():
                 result.timings[k] = result.timings.get(k, 0.0) + v
+            for m, why in skipped.items():
+                result.not_computable.append(f"{where}: {m} not computable: {why}")
             result.records.append({**base, **values, "forward_ms": ms})
             if bvalues is not None:
                 result.baseline.append({**base, **bvalues, "forward_ms": bms})
@@ -141,7 +158,7 @@ def evaluate(data_root, sets, scales, upscaler_for_scale, metrics=METRIC_NAMES, 
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        executor = ProcessPoolExecutor(max_workers=int(jobs))
+        executor = ProcessPoolExecutor(max_workers=int(jobs), initializer=_worker_start)
     try:
         for scale in scales:
             upscaler = upscaler_for_scale(scale)

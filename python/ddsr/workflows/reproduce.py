@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ddsr.evaluation.report import load_run
+from ddsr.evaluation.report import cell_mark, load_run
 
 def run_tool(args, workdir, quiet=False, prog="ddsr"):
     """Run one pipeline step, a ``tools/*.py`` script, with this Python from ``workdir``.
@@ -148,6 +148,9 @@ def read_eval_folder(folder):
         ms = forward_ms.get(set_name, {}).get("x3")
         results[set_name] = {"psnr": scales["x3"].get("psnr"), "ssim": scales["x3"].get("ssim"),
                              "seconds": None if ms is None else ms / 1000.0}
+        marks = {m: cell_mark(scales["x3"], m) for m in ("psnr", "ssim") if cell_mark(scales["x3"], m)}
+        if marks:  # a partial mean, or a modified set: shown as such
+            results[set_name]["marks"] = marks
     return results
 
 
@@ -184,9 +187,10 @@ def ablation_markdown(table, results):
         cells = []
         for column in columns:
             got = results.get(column, {}).get(set_name, {})
-            parts = [_cell(got.get("psnr"), 2)]
+            marks = got.get("marks", {})
+            parts = [_cell(got.get("psnr"), 2) + marks.get("psnr", "")]
             if table == "table2":
-                parts.append(_cell(got.get("ssim"), 4))
+                parts.append(_cell(got.get("ssim"), 4) + marks.get("ssim", ""))
             parts.append(_cell(got.get("seconds"), 2))
             cells.append(" / ".join(parts))
         lines.append(f"| {set_name} | this run | " + " | ".join(cells) + " |")
