@@ -6,17 +6,22 @@ import pytest
 
 from ddsr.data import database, h5
 from ddsr.model import experiments
-from ddsr.training import runner
+from ddsr.cli import exit_status
 
 from test_make_h5 import base_args, write_set
 
 
-@pytest.fixture(scope="module")
-def train_tool(repo_root):
-    spec = importlib.util.spec_from_file_location("train_tool", repo_root / "tools" / "train.py")
+def load_tool(repo_root, name):
+    """A tool as a module, for in-process runs (monkeypatching, capsys)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", repo_root / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def train_tool(repo_root):
+    return load_tool(repo_root, "train")
 
 
 @pytest.fixture
@@ -34,10 +39,7 @@ def small_database(make_h5_tool, tmp_path):
 
 @pytest.fixture(scope="module")
 def make_h5_tool(repo_root):
-    spec = importlib.util.spec_from_file_location("make_h5_for_db", repo_root / "tools" / "make_h5.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(repo_root, "make_h5")
 
 
 def test_the_paper_recipes_come_from_experiments_yaml():
@@ -88,7 +90,7 @@ def test_training_refuses_a_database_of_another_scale(train_tool, small_database
     yaml_path.write_text(text)
     monkeypatch.setattr(experiments, "EXPERIMENTS_PATH", yaml_path)
     log = tmp_path / "train.log"
-    status = runner.exit_status("train", lambda: train_tool.main(["ddsr_x3", "--log", str(log), "--quiet"]))
+    status = exit_status("train", lambda: train_tool.main(["ddsr_x3", "--log", str(log), "--quiet"]))
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1
     assert len(err) == 1 and err[0].startswith("train: error: ")

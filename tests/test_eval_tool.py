@@ -329,7 +329,7 @@ def test_an_out_that_cannot_be_a_report_fails_before_any_work(eval_tool, mini_ro
     def must_not_run(*args, **kwargs):
         raise AssertionError("the evaluation ran before --out was checked")
 
-    monkeypatch.setattr(eval_tool.eval_run, "evaluate", must_not_run)
+    monkeypatch.setattr(eval_tool.eval_run, "evaluate_to_folder", must_not_run)
     (tmp_path / "notes.txt").write_text("keep")
     (tmp_path / "thesis").mkdir()
     (tmp_path / "thesis" / "main.tex").write_text("keep")
@@ -339,7 +339,7 @@ def test_an_out_that_cannot_be_a_report_fails_before_any_work(eval_tool, mini_ro
                          f"cannot write the output folder {tmp_path / 'notes.txt' / 'o'}: "
                          f"{tmp_path / 'notes.txt'} is not a folder"),
         "someone else's folder": (tmp_path / "thesis", f"{tmp_path / 'thesis'} is not empty and holds no "
-                                  "run.json: refusing to replace a folder that is not an evaluation report"),
+                                  "run.json: refusing to replace a folder that is not an evaluation folder"),
     }[case]
     rc, _, err = _run(eval_tool, _bicubic(mini_root, out, "--sets", "Mini"), capsys)
     assert rc == 2

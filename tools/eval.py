@@ -4,11 +4,12 @@
 Writes into --out: per_image.csv, summary.json ({"Set5": {"x3": {"psnr", "ssim", "ifc"}}}),
 run.json (settings, models, timings, errors), table3.md (the paper's Table 3 layout with the
 published values and differences), bicubic/ (the bicubic baseline beside a model row) and
-images/<Set>/x<s>/<image>.png (colour SR images). The report is written beside --out and
-replaces it only when complete: Ctrl-C (exit 130) or SIGTERM (143) leaves the previous one whole.
+images/<Set>/x<s>/<image>.png (colour SR images). The logic is in ddsr.evaluation.
+The report is written beside --out and replaces it only when complete: an error, Ctrl-C
+(exit 130) or SIGTERM (143) leaves the previous one whole.
 
 Test sets of the registry (Set5, Set14, BSD200, ...) must hold exactly the registry's files
-(names and sha256) before anything runs; --allow-modified-sets evaluates a set that differs,
+(names and sha256) before anything runs; --allow-modified-sets evaluates a set that differs
 and marks it as modified (†) everywhere, without a difference to the paper. A mean over fewer
 images than the set holds (some failed) is shown as "30.85 (4 of 5)", also without one.
 
@@ -19,12 +20,9 @@ Examples:
 """
 
 import argparse
-import hashlib
 import json
-import platform
 import re
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -34,11 +32,11 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
-import ddsr  # noqa: E402
-from ddsr.data import registry as datasets  # noqa: E402
-from ddsr.evaluation import deploy_net, metrics as quality_metrics, protocol, published, report, run as eval_run, upscaler  # noqa: E402
 from ddsr import atomic  # noqa: E402
-from ddsr.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from ddsr.data import registry as datasets  # noqa: E402
+from ddsr.evaluation import deploy_net, published, report  # noqa: E402
+from ddsr.evaluation import metrics as quality_metrics  # noqa: E402
+from ddsr.evaluation import run as eval_run  # noqa: E402
 
 PROG = "eval.py"
 
@@ -142,14 +140,6 @@ def _default_label(model_template):
     return stem or "model"
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def plan(args):
     """Validate the arguments and decide per-scale models and settings (nothing heavy)."""
     if (args.method is None) == (args.model is None):
@@ -183,12 +173,6 @@ def plan(args):
             datasets.list_set_images(args.data_root, name)
         except ValueError as exc:
             raise CliError(str(exc)) from exc
-    modified = modified_sets(args.data_root, sets)
-    if modified and not args.allow_modified_sets:
-        name, problems = next(iter(modified.items()))
-        raise CliError(f"{name} in {args.data_root} is not the registry's {name}: {'; '.join(problems)} "
-                       f"(fetch it again with tools/fetch_datasets.py {name}, or give --allow-modified-sets "
-                       f"to evaluate it as a modified set)")
     if args.gpu is not None and args.model is None:
         raise CliError("--gpu applies to --model only (bicubic runs in numpy)")
 
@@ -198,19 +182,18 @@ def plan(args):
         weights = _expand(args.weights, scales, "--weights")
         for s in scales:
             try:
-                settings, sidecar = deploy_net.resolve_settings(
-                    deploys[s], s, input=args.input, pad_input=args.pad_input,
+                models[s] = eval_run.DeployModel.from_files(
+                    deploys[s], weights[s], s, input=args.input, pad_input=args.pad_input,
                     output_offset=tuple(args.output_offset) if args.output_offset else None,
                     tile=args.tile, tile_overlap=args.tile_overlap)
             except deploy_net.ModelError as exc:
                 raise CliError(str(exc)) from exc
-            models[s] = {"deploy": deploys[s], "weights": weights[s], "settings": settings, "sidecar": sidecar}
     if args.name:
         label = args.name
     elif args.method == "bicubic":
         label = "Bicubic"
     else:
-        named = [m["settings"].name for m in models.values() if m["settings"].name]
+        named = [m.settings.name for m in models.values() if m.settings.name]
         label = named[0] if named else _default_label(args.model[0])
     if args.paper_row is None:
         paper_row = published.match_method(label)
@@ -227,24 +210,11 @@ def plan(args):
         raise CliError(str(exc)) from exc
     out = args.out or REPO_ROOT / "runs" / "eval" / re.sub(r"[^\w.+-]", "_", label)
     try:
-        atomic.check_replaceable(out, "run.json", "an evaluation report")
+        atomic.check_replaceable(out, "run.json", "an evaluation folder")
     except OSError as exc:
         raise CliError(f"--out: {exc}") from exc
     return {"scales": scales, "sets": sets, "models": models, "label": label, "paper_row": paper_row,
-            "metrics": metrics, "out": out, "modified_sets": modified}
-
-
-def modified_sets(data_root, sets):
-    """``{set: [problem, ...]}`` of the registry sets among ``sets`` whose folder differs from the
-    registry (a file missing, changed, or not in it); sets the registry does not know are not checked."""
-    known = datasets.load_registry()
-    found = {}
-    for name in sets:
-        if name in known.names:
-            problems = datasets.verify_set(name, data_root, registry=known)
-            if problems:
-                found[name] = [f"{p.filename} ({p.reason})" for p in problems]
-    return found
+            "metrics": metrics, "out": out}
 
 
 def main(argv=None):
@@ -262,7 +232,7 @@ def main(argv=None):
                     exc, f"the previous report in {args.out or 'the output folder'} (if any) is unchanged")
                 print(f"{PROG}: error: {message}", file=sys.stderr)
                 return atomic.exit_status(exc)
-    except (CliError, deploy_net.ModelError, deploy_net.NetOutputError) as exc:
+    except (CliError, datasets.ModifiedSetError, deploy_net.ModelError, deploy_net.NetOutputError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -271,105 +241,27 @@ def main(argv=None):
 
 def run(args):
     p = plan(args)
-    scales, sets, models, out = p["scales"], p["sets"], p["models"], p["out"]
-    started = time.time()
-    net_params = {}
-    if models:
-        if args.gpu is not None:
-            deploy_net.use_gpu(args.gpu)
-        # Check every scale's net and weights before the first image, then free them again.
-        for s, m in models.items():
-            net, net_params[s] = deploy_net.load_net(m["deploy"], m["weights"])
-            del net
-
-    def upscaler_for_scale(scale):
-        if not models:
-            return protocol.BicubicUpscaler()
-        m = models[scale]
-        net, net_param = deploy_net.load_net(m["deploy"], m["weights"])
-        return upscaler.CaffeUpscaler(net, scale, m["settings"], net_param=net_param, label=p["label"])
-
-    for name, problems in p["modified_sets"].items():
+    for stale in atomic.remove_stale_temporaries(p["out"]):
+        print(f"{PROG}: {stale.describe()}", file=sys.stderr)
+    done = eval_run.evaluate_to_folder(
+        p["out"], data_root=args.data_root, sets=p["sets"], scales=p["scales"], label=p["label"],
+        paper_row=p["paper_row"], models=p["models"] or None, metrics=p["metrics"], gpu=args.gpu,
+        baseline=not args.no_baseline, save_images=not args.no_images, jobs=args.jobs,
+        precision=args.precision, progress=not args.quiet, command=["tools/eval.py"] + args.argv,
+        allow_modified_sets=args.allow_modified_sets)
+    for name, problems in done.modified_sets.items():
         print(f"{PROG}: warning: {name} is a modified set ({'; '.join(problems)}): its means are marked "
               f"† and not compared with the paper", file=sys.stderr)
-    for stale in atomic.remove_stale_temporaries(out):
-        print(f"{PROG}: {stale.describe()}", file=sys.stderr)
-    images = {s: len(datasets.list_set_images(args.data_root, s)) for s in sets}
-    modified = p["modified_sets"]
-    # Everything is written aside and swapped in at the end: an interrupted or failed run
-    # leaves the previous report in `out` whole.
-    with atomic.replacing_directory(out, sync=False) as folder:
-        def save_image(set_name, scale, image, sr8):
-            report.write_png_atomic(folder / "images" / set_name / f"x{scale}" / f"{image.name}.png",
-                                    protocol.colour_output(image, sr8))
-
-        from tqdm import tqdm
-
-        with tqdm(total=sum(images.values()) * len(scales), unit="img", disable=args.quiet,
-                  file=sys.stderr) as bar:
-            result = eval_run.evaluate(args.data_root, sets, scales, upscaler_for_scale, metrics=p["metrics"],
-                                       baseline=bool(models) and not args.no_baseline,
-                                       image_sink=None if args.no_images else save_image, progress=bar,
-                                       jobs=args.jobs)
-        elapsed = time.time() - started
-
-        summary = report.summarize(result.records, p["metrics"], images=images, scales=scales,
-                                   modified_sets=modified)
-        meta = {
-            "name": p["label"],
-            "paper_row": p["paper_row"],
-            "method": "bicubic" if not models else "caffe",
-            "scales": scales,
-            "sets": sets,
-            "data_root": str(args.data_root),
-            "metrics": list(p["metrics"]),
-            "images": images,
-            "modified_sets": modified,
-            "models": {f"x{s}": {
-                "deploy": str(m["deploy"]), "weights": str(m["weights"]), "weights_sha256": _sha256(m["weights"]),
-                "sidecar": str(m["sidecar"]) if m["sidecar"] else None, "input": m["settings"].input,
-                "pad_input": m["settings"].pad_input, "output_offset": list(m["settings"].output_offset),
-                "tile": m["settings"].tile,
-                "tile_overlap": (m["settings"].tile_overlap if m["settings"].tile_overlap is not None
-                                 else (upscaler.context_radius(net_params[s]) if m["settings"].tile else None)),
-            } for s, m in models.items()},
-            "device": f"gpu {args.gpu}" if args.gpu is not None else "cpu",
-            "forward_ms_mean": report.mean_forward_ms(result.records),
-            "timings_s": {k: round(v, 3) for k, v in result.timings.items()} | {"total": round(elapsed, 3)},
-            "errors": result.errors,
-            "not_computable": result.not_computable,
-            "command": ["tools/eval.py"] + args.argv,
-            "versions": {"ddsr": ddsr.__version__, "python": platform.python_version(),
-                         "numpy": __import__("numpy").__version__},
-        }
-        report.write_csv_atomic(folder / "per_image.csv", result.records)
-        write_json_atomic(folder / "summary.json", summary)
-        write_json_atomic(folder / "run.json", meta)
-        rows = [report.Row(p["label"], summary, p["paper_row"], str(out))]
-        if result.baseline:
-            base_summary = report.summarize(result.baseline, p["metrics"], images=images, scales=scales,
-                                            modified_sets=modified)
-            base_meta = {"name": "Bicubic", "paper_row": "Bicubic", "method": "bicubic", "scales": scales,
-                         "sets": sets, "data_root": str(args.data_root), "metrics": list(p["metrics"]),
-                         "images": images, "modified_sets": modified,
-                         "baseline_of": p["label"], "forward_ms_mean": report.mean_forward_ms(result.baseline)}
-            report.write_csv_atomic(folder / "bicubic" / "per_image.csv", result.baseline)
-            write_json_atomic(folder / "bicubic" / "summary.json", base_summary)
-            write_json_atomic(folder / "bicubic" / "run.json", base_meta)
-            rows.append(report.Row("Bicubic", base_summary, "Bicubic", str(out / "bicubic")))
-        table = report.table3_markdown(rows, precision=args.precision, title=f"## Table 3: {p['label']}",
-                                       sets=sets, scales=scales)
-        write_text_atomic(folder / "table3.md", table)
-    if not args.quiet:
-        print(table)
-        print(f"wrote {out} ({len(result.records)} images in {elapsed:.1f} s)", file=sys.stderr)
-    for note in result.not_computable:
+    for note in done.result.not_computable:
         print(f"{PROG}: warning: {note}", file=sys.stderr)
-    if result.errors:
-        for e in result.errors:
+    if not args.quiet:
+        print(done.table)
+        print(f"wrote {done.out} ({len(done.result.records)} images in {done.seconds:.1f} s)", file=sys.stderr)
+    if done.result.errors:
+        for e in done.result.errors:
             print(f"{PROG}: error: {e}", file=sys.stderr)
-        print(f"{PROG}: error: {len(result.errors)} image(s) could not be evaluated; the summary leaves them out "
-              f"(means marked 'n of N')", file=sys.stderr)
+        print(f"{PROG}: error: {len(done.result.errors)} image(s) could not be evaluated; the summary leaves them out "
+              f"(its means are marked 'n of N')", file=sys.stderr)
         return 1
     return 0
 

@@ -24,6 +24,7 @@ except ImportError:
 from ddsr.model import experiments  # noqa: E402
 from ddsr.paths import REPO_ROOT, relative_path, train_log_path  # noqa: E402
 from ddsr.training import runner, snapshots  # noqa: E402
+from ddsr.cli import exit_status  # noqa: E402
 
 PROG = "train"
 
@@ -112,4 +113,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(runner.exit_status(PROG, main))
+    sys.exit(exit_status(PROG, main))

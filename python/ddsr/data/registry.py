@@ -37,6 +37,8 @@ __all__ = [
     "sha256_file",
     "verify_set",
     "image_paths",
+    "ModifiedSetError",
+    "modified_sets",
     "IMAGE_EXTENSIONS",
     "list_set_images",
 ]
@@ -402,3 +404,26 @@ def list_set_images(data_root, set_name):
     if not files:
         raise DatasetError(f"empty set {set_name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     return files
+
+
+class ModifiedSetError(DatasetError, ValueError):
+    """A registry test set to be evaluated differs from the registry (and that was not allowed)."""
+
+
+def modified_sets(data_root, sets, registry=None):
+    """The registry sets among ``sets`` whose folder differs from the registry, with what differs.
+
+    Returns
+    -------
+    dict
+        ``{set: ["woman_GT.bmp (missing)", ...]}`` (:func:`verify_set`'s problems: a file missing,
+        changed, or not in the registry); sets the registry does not know are not checked.
+    """
+    registry = load_registry() if registry is None else registry
+    found = {}
+    for name in sets:
+        if name in registry.names:
+            problems = verify_set(name, data_root, registry=registry)
+            if problems:
+                found[name] = [f"{p.filename} ({p.reason})" for p in problems]
+    return found

@@ -1,50 +1,29 @@
-"""Table 3 of the paper from evaluation results: summaries, Markdown, and the run folder.
-
-A run folder (``tools/eval.py --out DIR``) holds:
-
-- ``summary.json`` -- ``{"Set5": {"x3": {"psnr": ..., "ssim": ..., "ifc": ...}}}``, the mean
-  of each metric over a set's images (nothing else at the top level). A cell whose mean covers
-  only some of the set's images also holds ``"partial": {metric: [n, N]}``; one of a set that
-  differs from the registry (``--allow-modified-sets``) holds ``"modified_set": true``. Tables
-  show such a mean as ``30.85 (4 of 5)`` or ``30.85 †`` and give no difference to the paper;
-- ``per_image.csv`` -- one row per image and scale (:data:`CSV_FIELDS`);
-- ``run.json`` -- how it was made (label, the published row it compares with, models,
-  settings, timings, errors);
-- ``table3.md`` -- the Table 3 Markdown (the bicubic row beside the method's);
-- ``bicubic/`` -- for a model run, the bicubic baseline of the same images, as a run folder.
+"""The paper's tables from evaluation results, in Markdown.
 
 :func:`table3_markdown` lays out any number of rows in the paper's Table 3 layout (columns
 x2, x3, x4, each Set5, Set14, BSD200; rows PSNR, SSIM, IFC per method) and, under each computed
 metric row, the published value and the difference ``computed - paper``.
+:func:`ablation_markdown` lays out Table 1 or Table 2 beside the published values. The rows
+come from evaluation folders (:mod:`ddsr.evaluation.results`) through :func:`load_run`.
 """
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-
-from ddsr.evaluation import published as pub
-from ddsr.atomic import write_bytes_atomic, write_text_atomic
+from . import published as pub
+from .results import read_eval_folder
 
 __all__ = [
-    "CSV_FIELDS",
     "PRECISION",
     "Row",
-    "summarize",
-    "cell_mark",
     "table3_markdown",
+    "cell_mark",
+    "ablation_markdown",
     "load_run",
     "combine_rows",
-    "mean_forward_ms",
-    "write_csv_atomic",
-    "write_png_atomic",
 ]
 
-CSV_FIELDS = ("set", "scale", "image", "psnr", "ssim", "ifc", "forward_ms", "h", "w")
 METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "ifc": "IFC"}
 # Decimals printed: "paper" is the paper's Table 3 (SSIM gets 4, as its Table 2, since
 # 2 decimals hide every difference that matters); "full" is for parity checks.
@@ -52,106 +31,6 @@ PRECISION = {
     "paper": {"psnr": 2, "ssim": 4, "ifc": 2},
     "full": {"psnr": 4, "ssim": 5, "ifc": 3},
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Atomic writes
-# ---------------------------------------------------------------------------------------------
-
-def write_csv_atomic(path, records, fields=CSV_FIELDS):
-    """Write dict records as CSV (floats with full precision, missing fields empty)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for rec in records:
-        writer.writerow({k: ("" if rec.get(k) is None else rec.get(k)) for k in fields})
-    write_text_atomic(path, buf.getvalue())
-
-
-def write_png_atomic(path, image):
-    """Save a uint8 (H, W) or (H, W, 3) array as PNG, atomically."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    # Fast compression: the images are for looking at, and level 6 costs 3x the time.
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
-    write_bytes_atomic(path, buf.getvalue())
-
-
-# ---------------------------------------------------------------------------------------------
-# Summaries
-# ---------------------------------------------------------------------------------------------
-
-def summarize(records, metrics=pub.METRICS, images=None, scales=None, modified_sets=()):
-    """Mean of each metric per set and scale, in ``summary.json``'s form.
-
-    Parameters
-    ----------
-    records : iterable of dict
-        Per-image records with ``set``, ``scale`` and metric keys.
-    metrics : sequence of str
-        Metrics to average; one absent from the records is left out.
-    images : dict, optional
-        ``{set: number of images}`` that were to be measured. With it, every set and scale
-        has a cell (even when no image could be measured), and a metric measured on fewer
-        images is marked ``"partial": {metric: [n, N]}``.
-    scales : sequence of int, optional
-        The scales evaluated (with ``images``; default: those of the records).
-    modified_sets : collection of str
-        Sets that differ from the registry: their cells get ``"modified_set": true``.
-
-    Returns
-    -------
-    dict
-        ``{set: {"x<scale>": {metric: mean, ...}}}``, sets and scales in first-seen order.
-    """
-    groups = {}
-    if images is not None:
-        seen_scales = list(dict.fromkeys(int(r["scale"]) for r in records))
-        for set_name in images:
-            for s in (scales if scales is not None else seen_scales):
-                groups.setdefault(set_name, {}).setdefault(f"x{int(s)}", [])
-    for rec in records:
-        groups.setdefault(rec["set"], {}).setdefault(f"x{int(rec['scale'])}", []).append(rec)
-    out = {}
-    for set_name, by_scale in groups.items():
-        out[set_name] = {}
-        for key, recs in by_scale.items():
-            cell, partial = {}, {}
-            for m in metrics:
-                values = [r[m] for r in recs if r.get(m) is not None]
-                if values:
-                    cell[m] = float(np.mean(values))
-                expected = None if images is None else images.get(set_name)
-                if expected is not None and len(values) < expected:
-                    partial[m] = [len(values), int(expected)]
-            if partial:
-                cell["partial"] = partial
-            if set_name in modified_sets:
-                cell["modified_set"] = True
-            out[set_name][key] = cell
-    return out
-
-
-def cell_mark(cell, metric):
-    """What a table shows after a mean: ``" (4 of 5)"`` for a partial one, ``" †"`` for a
-    modified set, ``""`` for a mean over the whole registry set. Such means get no Δ."""
-    cell = cell or {}
-    mark = ""
-    counted = cell.get("partial", {}).get(metric)
-    if counted is not None:
-        mark += f" ({counted[0]} of {counted[1]})"
-    if cell.get("modified_set"):
-        mark += " †"
-    return mark
-
-
-def mean_forward_ms(records):
-    """Mean forward time per set and scale, ``{set: {"x<s>": ms}}`` (for ``run.json``)."""
-    groups = {}
-    for rec in records:
-        groups.setdefault(rec["set"], {}).setdefault(f"x{int(rec['scale'])}", []).append(rec["forward_ms"])
-    return {s: {k: float(np.mean(v)) for k, v in d.items()} for s, d in groups.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,15 +59,28 @@ class Row:
     source: str = ""
 
 
+def cell_mark(cell, metric):
+    """What a table shows after a mean: ``" (4 of 5)"`` for a partial one (some images failed),
+    ``" †"`` for a modified set, ``""`` for a mean over the whole set. Marked means get no Δ."""
+    cell = cell or {}
+    mark = ""
+    counted = cell.get("partial", {}).get(metric)
+    if counted is not None:
+        mark += f" ({counted[0]} of {counted[1]})"
+    if cell.get("modified_set"):
+        mark += " †"
+    return mark
+
+
+def _mark(summary, set_name, scale, metric):
+    return cell_mark((summary or {}).get(set_name, {}).get(f"x{scale}"), metric)
+
+
 def _cell(summary, set_name, scale, metric):
     if not summary:
         return None
     value = summary.get(set_name, {}).get(f"x{scale}", {}).get(metric)
     return None if value is None else float(value)
-
-
-def _mark(summary, set_name, scale, metric):
-    return cell_mark((summary or {}).get(set_name, {}).get(f"x{scale}"), metric)
 
 
 def _columns(rows, sets=None, scales=None):
@@ -295,7 +187,7 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
                 lines.append(f"| {label} | {METRIC_LABELS[m]} | " + " | ".join(values) + " |")
                 continue
             marks = [_mark(row.summary, st, sc, m) for sc, st in columns]
-            partial_marked = partial_marked or any("of" in k for k in marks)
+            partial_marked = partial_marked or any(" of " in k for k in marks)
             modified_marked = modified_marked or any("†" in k for k in marks)
             values = [_fmt(_cell(row.summary, st, sc, m), digits[m]) + k for (sc, st), k in zip(columns, marks)]
             lines.append(f"| {label} | {METRIC_LABELS[m]} | " + " | ".join(values) + " |")
@@ -304,7 +196,7 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
             paper_cells, deltas = [], []
             for (sc, st), marked in zip(columns, marks):
                 p = _cell(paper, st, sc, m)
-                c = None if marked else _cell(row.summary, st, sc, m)
+                c = None if marked else _cell(row.summary, st, sc, m)  # a marked mean is not the paper's
                 mark = ""
                 if p is not None and (row.paper_row, st, f"x{sc}", m) in pub.KNOWN_TYPOS:
                     mark, typo_marked = "*", True
@@ -333,19 +225,6 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
 # Run folders
 # ---------------------------------------------------------------------------------------------
 
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read ({exc})") from exc
-
-
-def _check_summary(summary, path):
-    if not isinstance(summary, dict) or not all(isinstance(v, dict) for v in summary.values()):
-        raise ValueError(f"{path}: not a summary ({{set: {{'x<s>': {{metric: value}}}}}})")
-    return summary
-
-
 def load_run(folder, label=None):
     """The Table 3 rows of one ``tools/eval.py`` output folder.
 
@@ -366,19 +245,13 @@ def load_run(folder, label=None):
     ValueError
         No or unreadable ``summary.json``.
     """
-    folder = Path(folder)
-    path = folder / "summary.json"
-    if not path.is_file():
-        raise ValueError(f"{folder}: no summary.json (not a tools/eval.py output folder)")
-    summary = _check_summary(_read_json(path), path)
-    meta = _read_json(folder / "run.json") if (folder / "run.json").is_file() else {}
-    name = label or meta.get("name") or folder.name
-    paper_row = meta.get("paper_row", pub.match_method(name)) if label is None else pub.match_method(label)
-    rows = [Row(label=name, summary=summary, paper_row=paper_row, source=str(folder))]
-    base = folder / "bicubic" / "summary.json"
-    if base.is_file():
-        rows.append(Row(label="Bicubic", summary=_check_summary(_read_json(base), base),
-                        paper_row="Bicubic", source=str(base.parent)))
+    run = read_eval_folder(folder)
+    name = label or run.name
+    paper_row = run.meta.get("paper_row", pub.match_method(name)) if label is None else pub.match_method(label)
+    rows = [Row(label=name, summary=run.summary, paper_row=paper_row, source=str(run.path))]
+    if run.baseline is not None:
+        rows.append(Row(label="Bicubic", summary=run.baseline.summary, paper_row="Bicubic",
+                        source=str(run.baseline.path)))
     return rows
 
 
@@ -415,3 +288,53 @@ def combine_rows(rows, tolerance=1e-6):
                                          f"but {v} in {row.source}")
                     have[m] = v
     return [merged[label] for label in order]
+
+
+def _ablation_cell(value, digits):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def ablation_markdown(table, results):
+    """Table 1 or Table 2 in the paper's layout, computed beside published.
+
+    Parameters
+    ----------
+    table : {"table1", "table2"}
+    results : dict
+        Column label (e.g. ``"5x5x64"``, a key of :data:`ddsr.evaluation.published.TABLE1`) ->
+        ``{set: {"psnr", "ssim", "seconds"}}`` (an evaluation folder's x3 means); missing
+        columns show as ``–``.
+
+    Returns
+    -------
+    str
+        Markdown: one row per set, each cell ``PSNR / [SSIM /] time`` computed, then the
+        paper's values in a row below.
+    """
+    if table == "table1":
+        paper, sets = pub.TABLE1, ("Set5", "Set14")
+        title = "Table 1: deconvolution kernel at x3 (PSNR dB / forward time s)"
+    elif table == "table2":
+        paper, sets = pub.TABLE2, ("Set5", "Set14", "BSD200")
+        title = "Table 2: depth of the deep mapping at x3 (PSNR dB / SSIM / forward time s)"
+    else:
+        raise ValueError(f"table must be table1 or table2, got {table!r}")
+    columns = list(paper)
+    fields = ("psnr", "ssim", "time_s") if table == "table2" else ("psnr", "time_s")
+    lines = [f"### {title}", "", "| set | | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for set_name in sets:
+        cells = []
+        for column in columns:
+            got = results.get(column, {}).get(set_name, {})
+            marks = got.get("marks", {})
+            parts = [_ablation_cell(got.get("psnr"), 2) + marks.get("psnr", "")]
+            if table == "table2":
+                parts.append(_ablation_cell(got.get("ssim"), 4) + marks.get("ssim", ""))
+            parts.append(_ablation_cell(got.get("seconds"), 2))
+            cells.append(" / ".join(parts))
+        lines.append(f"| {set_name} | this run | " + " | ".join(cells) + " |")
+        published = [" / ".join(f"{paper[c][set_name][f]:.4f}" if f == "ssim" else f"{paper[c][set_name][f]:.2f}"
+                                for f in fields) for c in columns]
+        lines.append("|  | paper | " + " | ".join(published) + " |")
+    lines += ["", "Forward times here are pycaffe on this machine's device (the paper's: a GTX 1080 Ti)."]
+    return "\n".join(lines) + "\n"

@@ -31,7 +31,7 @@ The keys of one experiment:
     ``rot90``, ``downscale``, ``multiple_of``, ``seed``; and how Caffe reads it:
     ``batch_size``, ``val_batch_size``, ``shuffle``;
 ``solver``
-    SolverParameter fields (see :data:`SOLVER_FIELDS`). ``net``,
+    SolverParameter fields (see :data:`ddsr.model.solvers.SOLVER_FIELDS`). ``net``,
     ``snapshot_prefix`` and ``solver_mode`` are not settings: they follow from
     the experiment's name (see :class:`Experiment`) and from how the ``caffe``
     tool picks the device (see :mod:`ddsr.model.solvers`). ``test_iter`` is checked
@@ -43,7 +43,6 @@ for an experiment's file names without importing Caffe.
 """
 
 import copy
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,10 +51,12 @@ import yaml
 
 from ..data.database import DataRecipe
 from ..paths import REPO_ROOT, run_dir, train_log_path
+from .nets import deconv_pad
+from .settings import as_bool, as_int, check_keys, require
+from .solvers import validate_solver_settings
 
 __all__ = [
     "SCALES",
-    "SOLVER_FIELDS",
     "NetConfig",
     "DataConfig",
     "Experiment",
@@ -74,55 +75,6 @@ _EXPERIMENT_KEYS = ("description", "base", "scale", "net", "data", "solver")
 _NET_KEYS = ("depth", "num_filters", "deconv_kernel", "residual")
 _DATA_KEYS = ("database", "train_sets", "val_set", "val_images", "patch_size", "stride", "flip", "rot90",
               "downscale", "multiple_of", "seed", "batch_size", "val_batch_size", "shuffle")
-
-_SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
-_LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
-_ADAM_ONLY = ("momentum2",)
-_ADAPTIVE_ONLY = ("delta",)  # Caffe reads delta in AdaGrad, RMSProp, AdaDelta and Adam
-
-
-def _positive(x):
-    return x > 0
-
-
-def _non_negative(x):
-    return x >= 0
-
-
-def _at_least_one(x):
-    return x >= 1
-
-
-def _fraction(x):
-    return 0 <= x < 1
-
-
-# SolverParameter fields an experiment may set: name -> (kind, check, what the check means)
-SOLVER_FIELDS = {
-    "type": ("str", lambda x: x in _SOLVER_TYPES, "one of " + ", ".join(_SOLVER_TYPES)),
-    "base_lr": ("float", _positive, "> 0"),
-    "momentum": ("float", _fraction, "in [0, 1)"),
-    "momentum2": ("float", _fraction, "in [0, 1)"),
-    "delta": ("float", _positive, "> 0"),
-    "weight_decay": ("float", _non_negative, ">= 0"),
-    "clip_gradients": ("float", _positive, "> 0"),
-    "lr_policy": ("str", lambda x: x in _LR_POLICIES, "one of " + ", ".join(_LR_POLICIES)),
-    "gamma": ("float", _positive, "> 0"),
-    "power": ("float", _non_negative, ">= 0"),
-    "stepsize": ("int", _at_least_one, ">= 1"),
-    "stepvalue": ("int_list", _at_least_one, "a list of increasing iterations >= 1"),
-    "max_iter": ("int", _at_least_one, ">= 1"),
-    "iter_size": ("int", _at_least_one, ">= 1"),
-    "test_iter": ("int", _at_least_one, ">= 1"),
-    "test_interval": ("int", _at_least_one, ">= 1"),
-    "test_initialization": ("bool", None, ""),
-    "display": ("int", _non_negative, ">= 0"),
-    "average_loss": ("int", _at_least_one, ">= 1"),
-    "snapshot": ("int", _non_negative, ">= 0"),
-    "random_seed": ("int", _non_negative, ">= 0"),
-}
-_SOLVER_REQUIRED = ("type", "base_lr", "lr_policy", "max_iter", "test_iter", "test_interval",
-                    "random_seed")
 
 
 @dataclass(frozen=True)
@@ -321,12 +273,12 @@ def parse_experiments(document, source="experiments.yaml"):
     if not isinstance(document, dict):
         raise ValueError(f"{source}: expected a mapping with keys {_TOP_KEYS}, "
                          f"got {type(document).__name__}")
-    _check_keys(document, _TOP_KEYS, source)
+    check_keys(document, _TOP_KEYS, source)
     defaults = document.get("defaults") or {}
     raw = document.get("experiments")
     if not isinstance(defaults, dict):
         raise ValueError(f"{source}: 'defaults' must be a mapping")
-    _check_keys(defaults, _EXPERIMENT_KEYS, f"{source}: defaults")
+    check_keys(defaults, _EXPERIMENT_KEYS, f"{source}: defaults")
     if "base" in defaults:
         raise ValueError(f"{source}: defaults: 'base' belongs to an experiment, not to defaults")
     if not isinstance(raw, dict) or not raw:
@@ -339,7 +291,7 @@ def parse_experiments(document, source="experiments.yaml"):
             settings = raw[name] = {}
         if not isinstance(settings, dict):
             raise ValueError(f"{source}: experiment '{name}': expected a mapping of settings")
-        _check_keys(settings, _EXPERIMENT_KEYS, f"{source}: experiment '{name}'")
+        check_keys(settings, _EXPERIMENT_KEYS, f"{source}: experiment '{name}'")
 
     experiments = {}
     for name in raw:
@@ -379,18 +331,6 @@ def _deep_merge(base, override):
     return merged
 
 
-def _check_keys(mapping, known, where):
-    unknown = [k for k in mapping if k not in known]
-    if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
-
-
-def _require(mapping, keys, where):
-    for key in keys:
-        if key not in mapping:
-            raise ValueError(f"{where}: missing {key!r} (set it in the experiment or in defaults)")
-
-
 def _section(merged, name, where):
     section = merged.get(name, {})
     if not isinstance(section, dict):
@@ -398,34 +338,8 @@ def _section(merged, name, where):
     return section
 
 
-def _int(value, key, where, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: {key} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{where}: {key} must be >= {minimum}, got {value}")
-    return value
-
-
-def _bool(value, key, where):
-    if not isinstance(value, bool):
-        raise ValueError(f"{where}: {key} must be true or false, got {value!r}")
-    return value
-
-
-def _float(value, key, where):
-    # YAML 1.1 (PyYAML) reads 1e-8 without a dot as a string: accept what float() reads.
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}: {key} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def _build(name, merged, where):
-    _require(merged, ("scale", "net", "data", "solver"), where)
+    require(merged, ("scale", "net", "data", "solver"), where)
     description = merged.get("description", "")
     if not isinstance(description, str):
         raise ValueError(f"{where}: description must be a string")
@@ -436,26 +350,23 @@ def _build(name, merged, where):
                          f"got {scale!r}")
 
     net = _section(merged, "net", where)
-    _check_keys(net, _NET_KEYS, f"{where}: net")
-    _require(net, _NET_KEYS, f"{where}: net")
-    depth = _int(net["depth"], "net.depth", where, 1)
-    num_filters = _int(net["num_filters"], "net.num_filters", where, 1)
-    kernel = _int(net["deconv_kernel"], "net.deconv_kernel", where, 1)
-    residual = _bool(net["residual"], "net.residual", where)
-    if kernel < scale or (kernel - scale) % 2:
-        fits = ", ".join(str(scale + 2 * p) for p in range(3))
-        raise ValueError(
-            f"{where}: net.deconv_kernel {kernel} cannot be used at scale {scale}: the "
-            f"deconvolution gives exactly scale*n pixels centred on the HR grid only when "
-            f"deconv_kernel - scale is even and >= 0 (pad = (deconv_kernel - scale) / 2); "
-            f"use {fits}, ...")
+    check_keys(net, _NET_KEYS, f"{where}: net")
+    require(net, _NET_KEYS, f"{where}: net")
+    depth = as_int(net["depth"], "net.depth", where, 1)
+    num_filters = as_int(net["num_filters"], "net.num_filters", where, 1)
+    kernel = as_int(net["deconv_kernel"], "net.deconv_kernel", where, 1)
+    residual = as_bool(net["residual"], "net.residual", where)
+    try:
+        deconv_pad(scale, kernel)
+    except ValueError as exc:
+        raise ValueError(f"{where}: net.{exc}") from None
     if residual and depth < 2:
         raise ValueError(f"{where}: net.residual needs net.depth >= 2 (the sum adds the "
                          f"upsampling features to the last 3x3x{num_filters} layer), got depth {depth}")
 
     data = _data_config(_section(merged, "data", where), scale, where)
     solver = _section(merged, "solver", where)
-    solver = _validate_solver(solver, f"{where}: solver")
+    solver = validate_solver_settings(solver, f"{where}: solver")
 
     return Experiment(
         name=name,
@@ -477,8 +388,8 @@ def _set_names(value, key, where):
 
 def _data_config(data, scale, where):
     """The ``data`` section: the database recipe (:class:`DataRecipe`) and the batch settings."""
-    _check_keys(data, _DATA_KEYS, f"{where}: data")
-    _require(data, _DATA_KEYS, f"{where}: data")
+    check_keys(data, _DATA_KEYS, f"{where}: data")
+    require(data, _DATA_KEYS, f"{where}: data")
     folder = data["database"]
     if not isinstance(folder, str) or not folder.strip():
         raise ValueError(f"{where}: data.database must be a non-empty path")
@@ -500,18 +411,18 @@ def _data_config(data, scale, where):
         raise ValueError(f"{where}: data.val_set {val_set} is also one of data.train_sets")
     recipe = DataRecipe(
         scale=scale, folder=folder, train_sets=train_sets, val_set=val_set,
-        val_images=_int(data["val_images"], "data.val_images", where, 1),
-        patch_size=_int(data["patch_size"], "data.patch_size", where, 1),
-        stride=_int(data["stride"], "data.stride", where, 1),
-        flip=_bool(data["flip"], "data.flip", where), rot90=_bool(data["rot90"], "data.rot90", where),
+        val_images=as_int(data["val_images"], "data.val_images", where, 1),
+        patch_size=as_int(data["patch_size"], "data.patch_size", where, 1),
+        stride=as_int(data["stride"], "data.stride", where, 1),
+        flip=as_bool(data["flip"], "data.flip", where), rot90=as_bool(data["rot90"], "data.rot90", where),
         downscale=tuple(float(f) for f in downscale),
-        multiple_of=_int(data["multiple_of"], "data.multiple_of", where, 1),
-        seed=_int(data["seed"], "data.seed", where, 0))
+        multiple_of=as_int(data["multiple_of"], "data.multiple_of", where, 1),
+        seed=as_int(data["seed"], "data.seed", where, 0))
     return DataConfig(
         recipe=recipe,
-        batch_size=_int(data["batch_size"], "data.batch_size", where, 1),
-        val_batch_size=_int(data["val_batch_size"], "data.val_batch_size", where, 1),
-        shuffle=_bool(data["shuffle"], "data.shuffle", where),
+        batch_size=as_int(data["batch_size"], "data.batch_size", where, 1),
+        val_batch_size=as_int(data["val_batch_size"], "data.val_batch_size", where, 1),
+        shuffle=as_bool(data["shuffle"], "data.shuffle", where),
     )
 
 
@@ -530,58 +441,3 @@ def default_recipe(scale, path=EXPERIMENTS_PATH):
     return _data_config(defaults["data"], int(scale), f"{path}: defaults").recipe
 
 
-def _validate_solver(solver, where):
-    for key in solver:
-        if key not in SOLVER_FIELDS:
-            hint = ""
-            if key in ("net", "snapshot_prefix", "solver_mode", "train_net", "test_net"):
-                hint = " (it is derived from the experiment, not set)"
-            raise ValueError(f"{where}: unknown key {key!r}{hint} "
-                             f"(known: {', '.join(SOLVER_FIELDS)})")
-    _require(solver, _SOLVER_REQUIRED, where)
-    checked = {}
-    for key, value in solver.items():
-        kind, check, meaning = SOLVER_FIELDS[key]
-        if kind == "str":
-            if not isinstance(value, str):
-                raise ValueError(f"{where}: {key} must be a string, got {value!r}")
-        elif kind == "bool":
-            value = _bool(value, key, where)
-        elif kind == "int":
-            value = _int(value, key, where, -2**31)
-        elif kind == "float":
-            value = _float(value, key, where)
-        elif kind == "int_list":
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = [value]
-            if not isinstance(value, list) or not value:
-                raise ValueError(f"{where}: {key} must be a non-empty list of integers")
-            value = [_int(v, key, where, 1) for v in value]
-            if any(b <= a for a, b in zip(value, value[1:])):
-                raise ValueError(f"{where}: {key} must be increasing, got {value}")
-        if check is not None and not (all(map(check, value)) if kind == "int_list" else check(value)):
-            raise ValueError(f"{where}: {key} must be {meaning}, got {value!r}")
-        checked[key] = value
-
-    solver_type = checked["type"]
-    for key in _ADAM_ONLY:
-        if key in checked and solver_type != "Adam":
-            raise ValueError(f"{where}: {key} is an Adam setting but type is {solver_type} "
-                             f"(set {key}: null to drop the inherited value)")
-    for key in _ADAPTIVE_ONLY:
-        if key in checked and solver_type in ("SGD", "Nesterov"):
-            raise ValueError(f"{where}: {key} is not used by type {solver_type} "
-                             f"(set {key}: null to drop the inherited value)")
-    if solver_type in ("SGD", "Nesterov", "Adam") and "momentum" not in checked:
-        raise ValueError(f"{where}: type {solver_type} needs momentum (Caffe's default is 0)")
-    policy = checked["lr_policy"]
-    needs = {"step": ("gamma", "stepsize"), "multistep": ("gamma", "stepvalue"),
-             "exp": ("gamma",), "inv": ("gamma", "power"), "poly": ("power",),
-             "sigmoid": ("gamma", "stepsize")}.get(policy, ())
-    for key in needs:
-        if key not in checked:
-            raise ValueError(f"{where}: lr_policy {policy} needs {key}")
-    if policy == "multistep" and checked["stepvalue"][-1] >= checked["max_iter"]:
-        raise ValueError(f"{where}: stepvalue {checked['stepvalue']} must be below "
-                         f"max_iter {checked['max_iter']}")
-    return checked

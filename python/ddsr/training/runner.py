@@ -105,6 +105,8 @@ class TrainingDiverged(TrainingError):
         The newest snapshot taken before it with finite weights.
     """
 
+    exit_status = 3  # the status the training tools document for a diverged run
+
     def __init__(self, message, iteration, last_good):
         super().__init__(message)
         self.iteration = iteration
@@ -114,24 +116,7 @@ class TrainingDiverged(TrainingError):
 class TrainingInterrupted(TrainingError):
     """Training was interrupted (Ctrl-C); Caffe snapshotted where it stopped."""
 
-
-def exit_status(prog, main):
-    """Run a training tool's ``main()`` and return the exit status the tools document.
-
-    0 (or what ``main`` returns) done; 3 diverged (NaN/inf loss); 130 interrupted; 1 any
-    other error, reported in one line ``<prog>: error: <why>`` on stderr.
-    """
-    try:
-        return main()
-    except TrainingDiverged as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 3
-    except TrainingInterrupted as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 130
-    except (RuntimeError, ValueError, OSError) as exc:  # TrainingError is a RuntimeError
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+    exit_status = 130
 
 
 @dataclass
