@@ -147,7 +147,7 @@ def snapshot_problem(snap, solver_type="SGD"):
     try:
         net.ParseFromString(Path(snap.caffemodel).read_bytes())
     except (OSError, DecodeError, RuntimeError) as exc:
-        return f"{Path(snap.caffemodel).name} cannot be read ({exc}: cut off?)"
+        return f"{Path(snap.caffemodel).name} cannot be read (cut off? {exc})"
     blobs = sum(len(layer.blobs) for layer in list(net.layer) + list(net.layers))
     if blobs == 0:
         return f"{Path(snap.caffemodel).name} holds no weights ({Path(snap.caffemodel).stat().st_size} bytes)"
@@ -156,7 +156,7 @@ def snapshot_problem(snap, solver_type="SGD"):
     try:
         state.ParseFromString(Path(snap.solverstate).read_bytes())
     except (OSError, DecodeError, RuntimeError) as exc:
-        return f"{Path(snap.solverstate).name} cannot be read ({size} bytes, {exc}: cut off?)"
+        return f"{Path(snap.solverstate).name} cannot be read ({size} bytes: cut off? {exc})"
     needed = blobs * (2 if solver_type in _TWO_HISTORIES else 1)
     if len(state.history) != needed:
         return (f"{Path(snap.solverstate).name} holds {len(state.history)} history blobs, the net "
