@@ -1,7 +1,5 @@
 """ddsr.data.database: an experiment's data recipe, and training refusing a database that is not its own."""
 
-import importlib.util
-
 import pytest
 
 from ddsr.data import database, h5
@@ -9,19 +7,12 @@ from ddsr.model import experiments
 from ddsr.cli import exit_status
 
 from test_make_h5 import base_args, write_set
-
-
-def load_tool(repo_root, name):
-    """A tool as a module, for in-process runs (monkeypatching, capsys)."""
-    spec = importlib.util.spec_from_file_location(f"{name}_tool", repo_root / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tool_module import load_tool
 
 
 @pytest.fixture(scope="module")
 def train_tool(repo_root):
-    return load_tool(repo_root, "train")
+    return load_tool("train")
 
 
 @pytest.fixture
@@ -39,7 +30,7 @@ def small_database(make_h5_tool, tmp_path):
 
 @pytest.fixture(scope="module")
 def make_h5_tool(repo_root):
-    return load_tool(repo_root, "make_h5")
+    return load_tool("make_h5")
 
 
 def test_the_paper_recipes_come_from_experiments_yaml():

@@ -1,6 +1,5 @@
 """Tests of tools/make_h5.py: the CLI, its errors, and the paper's x3 patch count."""
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -14,6 +13,7 @@ import pytest
 from PIL import Image
 
 from ddsr.data import database, h5, patches
+from tool_module import load_tool
 
 TOOL = "tools/make_h5.py"
 
@@ -21,10 +21,7 @@ TOOL = "tools/make_h5.py"
 @pytest.fixture(scope="module")
 def make_h5(repo_root):
     """The tool as a module, for in-process runs (monkeypatching, capsys)."""
-    spec = importlib.util.spec_from_file_location("make_h5_tool", repo_root / TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("make_h5")
 
 
 def run_tool(repo_root, *args):
