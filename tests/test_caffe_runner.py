@@ -7,6 +7,7 @@ nets of their own (NetSpec, a few hundred weights) for a few dozen iterations.
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,13 +162,13 @@ def test_train_command():
 
 # --- real Caffe ----------------------------------------------------------------
 
-def _tiny_net(caffe, source, batch):
+def _tiny_net(caffe, source, batch, filters=4):
     """HDF5 data -> 3x3 conv with 4 filters -> 3x3 conv with 1 filter -> Euclidean loss (41 weights)."""
     from caffe import layers as L
 
     n = caffe.NetSpec()
     n.data, n.label = L.HDF5Data(source=source, batch_size=batch, ntop=2)
-    n.conv1 = L.Convolution(n.data, num_output=4, kernel_size=3, pad=1,
+    n.conv1 = L.Convolution(n.data, num_output=filters, kernel_size=3, pad=1,
                             weight_filler=dict(type="gaussian", std=0.1))
     n.conv2 = L.Convolution(n.conv1, num_output=1, kernel_size=3, pad=1,
                             weight_filler=dict(type="gaussian", std=0.1))
@@ -176,7 +177,7 @@ def _tiny_net(caffe, source, batch):
 
 
 def make_tiny_run(caffe, root, name="tiny", base_lr=0.01, solver_type="Adam", max_iter=40,
-                  snapshot=10, display=1, test_interval=20):
+                  snapshot=10, display=1, test_interval=20, filters=4):
     """A tiny regression problem (label = a fixed blur of the data) and its solver, under ``root``.
 
     Paths in the solver are relative to ``root``, which is Caffe's working directory.
@@ -191,7 +192,7 @@ def make_tiny_run(caffe, root, name="tiny", base_lr=0.01, solver_type="Adam", ma
         f["data"], f["label"] = data, label
     (root / "h5" / "train.txt").write_text("h5/train.h5\n")
     (root / "snapshots").mkdir(exist_ok=True)  # Caffe does not create it
-    (root / "net.prototxt").write_text(str(_tiny_net(caffe, "h5/train.txt", 16)))
+    (root / "net.prototxt").write_text(str(_tiny_net(caffe, "h5/train.txt", 16, filters)))
     solver = "\n".join([
         'net: "net.prototxt"',
         f"test_iter: 4", f"test_interval: {test_interval}", "test_initialization: true",
@@ -353,3 +354,96 @@ def test_train_tool_unknown_experiment(repo_root):
     assert done.returncode == 1
     assert done.stderr.startswith("train: error: unknown experiment 'no_such_experiment'")
     assert "ddsr_x3" in done.stderr  # lists the known ones
+
+
+# --- faults (issue 14): a full disk during a snapshot, a cut-off snapshot, NaN in the database ------
+
+def _full_disk_shim(tmp_path):
+    """tests/fail_writes.c built into a shared library (skip without a C compiler)."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler for the LD_PRELOAD shim")
+    shim = tmp_path / "fail_writes.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(shim),
+                    str(Path(__file__).with_name("fail_writes.c")), "-ldl"], check=True)
+    return shim
+
+
+@pytest.mark.caffe
+def test_a_snapshot_the_disk_could_not_hold_is_named_and_passed_over(caffe, caffe_tool, tmp_path, monkeypatch):
+    shim = _full_disk_shim(tmp_path)
+    root = tmp_path / "run"
+    root.mkdir()
+    # 256 filters: a solver state of 40 kB, more than the stream's buffer, so the write fails
+    # while Caffe serialises and its CHECK stops the run.
+    solver = make_tiny_run(caffe, root, max_iter=30, snapshot=10, display=5, test_interval=1000, filters=256)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("DDSR_FAIL_WRITES", "tiny_iter_20.solverstate")
+    with pytest.raises(runner.TrainingError) as info:
+        runner.train(solver, workdir=root, caffe=caffe_tool, progress=False)
+    message = str(info.value)
+    assert message.startswith("could not write snapshot snapshots/tiny_iter_20.solverstate: disk full? (")
+    assert f"MB free in {root / 'snapshots'}); running the same command again resumes" in message
+    assert (root / "snapshots" / "tiny_iter_20.solverstate").stat().st_size == 0  # what Caffe leaves
+    monkeypatch.delenv("LD_PRELOAD")
+
+    warned = []
+    result = runner.train(solver, workdir=root, caffe=caffe_tool, progress=False, on_warning=warned.append)
+    assert warned == ["not resuming from snapshots/tiny_iter_20: tiny_iter_20.solverstate holds 0 history "
+                      "blobs, the net 8 (0 bytes: an incomplete write?); resuming from iteration 10 instead"]
+    assert (result.start_iteration, result.final_iteration) == (10, 30)
+
+    # `truncate -s 100` of the newest solver state: the one before it is used, with a warning.
+    os.truncate(root / "snapshots" / "tiny_iter_30.solverstate", 100)
+    (root / "tiny_solver.prototxt").write_text(
+        (root / "tiny_solver.prototxt").read_text().replace("max_iter: 30", "max_iter: 40"))
+    warned.clear()
+    result = runner.train(solver, workdir=root, caffe=caffe_tool, progress=False, on_warning=warned.append)
+    assert len(warned) == 1 and warned[0].startswith("not resuming from snapshots/tiny_iter_30: tiny_iter_30."
+                                                     "solverstate ")
+    assert warned[0].endswith("; resuming from iteration 20 instead") and "100 bytes" in warned[0]
+    assert (result.start_iteration, result.final_iteration) == (20, 40)
+
+
+@pytest.mark.caffe
+def test_a_small_snapshot_caffe_wrote_empty_without_noticing_is_named(caffe, caffe_tool, tmp_path, monkeypatch):
+    # 41 weights: the solver state fits the stream's buffer and is written at close, which Caffe
+    # does not check: the run "finishes" with an empty snapshot.
+    shim = _full_disk_shim(tmp_path)
+    root = tmp_path / "run"
+    root.mkdir()
+    solver = make_tiny_run(caffe, root, max_iter=30, snapshot=10, display=5, test_interval=1000)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("DDSR_FAIL_WRITES", "tiny_iter_20.solverstate")
+    with pytest.raises(runner.TrainingError) as info:
+        runner.train(solver, workdir=root, caffe=caffe_tool, progress=False)
+    assert str(info.value).startswith("could not write snapshot snapshots/tiny_iter_20.solverstate: disk full? (")
+    assert read_log(root / "runs" / "tiny_solver" / "train.log").done
+    assert (root / "snapshots" / "tiny_iter_20.solverstate").stat().st_size == 0
+
+
+@pytest.mark.caffe
+def test_an_early_nan_names_the_database_when_it_holds_nan(caffe, caffe_tool, tmp_path):
+    import h5py
+
+    solver = make_tiny_run(caffe, tmp_path, base_lr=0.001, max_iter=50, snapshot=1000, test_interval=1000)
+    with h5py.File(tmp_path / "h5" / "train.h5", "r+") as f:
+        f["data"][5, 0, 3, 3] = np.nan
+    with pytest.raises(runner.TrainingDiverged) as info:
+        runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
+    message = str(info.value)
+    assert "The cause is the training data holds NaN or inf, not the learning rate: " in message
+    assert f"{tmp_path / 'h5' / 'train.h5'}: data holds 1 NaN/inf values (first in row 5)" in message
+    assert "Lower base_lr" not in message
+    assert info.value.exit_status == 3
+
+
+@pytest.mark.caffe
+def test_a_nan_from_a_too_large_learning_rate_says_the_data_is_finite(caffe, caffe_tool, tmp_path):
+    solver = make_tiny_run(caffe, tmp_path, name="diverge", solver_type="SGD", base_lr=1e6,
+                           max_iter=100000, snapshot=1000, test_interval=100000)
+    with pytest.raises(runner.TrainingDiverged) as info:
+        runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
+    message = str(info.value)
+    assert "Lower base_lr in diverge_solver.prototxt (now 1e+06)" in message
+    assert "(the training data h5/train.txt holds finite values only)" in message

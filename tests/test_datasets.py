@@ -10,10 +10,13 @@ import csv
 import functools
 import hashlib
 import http.server
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -239,7 +242,7 @@ def test_download_from_mirror_with_corrupted_file_leaves_nothing(registry, serve
                            timeout=5, retries=0)
     assert [p.filename for p in info.value.problems] == ["butterfly_GT.bmp"]
     assert "sha256 mismatch" in info.value.problems[0].reason
-    assert list(root.iterdir()) == []  # no Set5, no .Set5.partial-*
+    assert list(root.iterdir()) == []  # no Set5, no .Set5.tmp-*
 
 
 def test_download_lists_every_missing_and_wrong_file(registry, server, tmp_path):
@@ -387,3 +390,115 @@ def test_list_set_images(tmp_path):
     (tmp_path / "E").mkdir()
     with pytest.raises(ValueError, match="empty set 'E'"):
         datasets.list_set_images(tmp_path, "E")
+
+
+# ------------------------------------- slow and oversized bodies, signals, killed fetches
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with 200, a Content-Length, and then the body as the test asks:
+    ``trickle`` one byte every 0.2 s, or ``endless`` bytes as fast as they go."""
+
+    mode = "trickle"
+    sent = []
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(10**6))
+        self.end_headers()
+        sent = 0
+        try:
+            while sent < 10**9:
+                if self.mode == "trickle":
+                    self.wfile.write(b"B")
+                    self.wfile.flush()
+                    sent += 1
+                    time.sleep(0.2)
+                else:
+                    self.wfile.write(b"B" * 65536)
+                    sent += 65536
+        except OSError:  # the client hung up
+            pass
+        self.sent.append(sent)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def odd_server():
+    """A server on 127.0.0.1 whose bodies are too slow or too long (see _Trickle)."""
+    handler = type("Handler", (_Trickle,), {"sent": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield handler, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_trickling_mirror_is_given_up_on_within_the_timeout(odd_server, tmp_path):
+    # The reported hang: 1 byte per second never trips a per-read timeout.
+    handler, url = odd_server
+    root = tmp_path / "data"
+    start = time.monotonic()
+    run = _tool("Set5", "--mirror", url, "--timeout", "1", "--retries", "0", "--data-root",
+                str(root), "-q")
+    elapsed = time.monotonic() - start
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"fetch_datasets.py: error: Set5/baby_GT.bmp: {url}/Set5/baby_GT.bmp: "
+        "not complete within --timeout 1 s (only ")
+    assert lines[0].endswith("(gave up after 1 attempts)")
+    assert elapsed < 30  # about 1 s, not forever
+    assert list(root.iterdir()) == []
+
+
+def test_a_body_longer_than_the_registry_says_is_cut_off_and_refused(registry, odd_server,
+                                                                     tmp_path):
+    handler, url = odd_server
+    handler.mode = "endless"
+    root = tmp_path / "data"
+    with pytest.raises(datasets.ChecksumError) as info:
+        fetch.fetch_set("Set5", root, mirror=url, registry=registry, timeout=30, retries=0)
+    assert [p.reason for p in info.value.problems] == [
+        f"longer than the registry's {f.bytes} bytes" for f in registry.files("Set5")]
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_a_fetch_leaves_nothing(odd_server, tmp_path, signum, status):
+    _, url = odd_server
+    root = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, str(TOOL), "Set5", "--mirror", url, "--data-root",
+                             str(root), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not (root.is_dir() and any((root).iterdir())):  # the temporary folder is there
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == status
+    assert err.splitlines() == [
+        f"fetch_datasets.py: error: interrupted ({signal.Signals(signum).name}); nothing partial "
+        "was left behind; sets fetched before it are complete"]
+    assert list(root.iterdir()) == []
+
+
+def test_the_next_fetch_removes_what_a_killed_one_left(shared_sets, tmp_path):
+    root = tmp_path / "data"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(gone.stdout)
+    left = root / f".Set5.tmp-{pid}-abcd1234"
+    left.mkdir(parents=True)
+    (left / "baby_GT.bmp").write_bytes(b"half")
+    (root / ".Set14.tmp-1-abcd1234").mkdir()  # another set's: not this fetch's business
+    run = _tool("Set5", "--from", str(shared_sets), "--data-root", str(root), "-q")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [
+        f"fetch_datasets.py: removed {left} (0.0 MB), left by an interrupted run "
+        f"(process {pid}, gone)"]
+    assert sorted(p.name for p in root.iterdir()) == [".Set14.tmp-1-abcd1234", "Set5"]

@@ -2,12 +2,17 @@
 
 import csv
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
+from ddsr.evaluation import report
 from ddsr.matlab import imread
 from tool_module import load_tool
 
@@ -251,3 +256,193 @@ def test_full_bicubic_set5_set14_four_decimals(eval_tool, datasets, tmp_path, ca
             assert round(cell["psnr"], 2) == paper["psnr"] and round(cell["ssim"], 2) == paper["ssim"]
             if (set_name, scale) != ("Set5", 3):  # the paper's 3.10 is a misprint
                 assert abs(cell["ifc"] - paper["ifc"]) <= 0.07
+
+
+# --- faults (issue 14): modified sets, mismatched weights, --out, partial means, signals --------
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _bicubic(data_root, out, *extra):
+    return ["--method", "bicubic", "--scale", "3", "--data-root", str(data_root), "--out", str(out),
+            "--metrics", "psnr", "--no-images", "--quiet", *extra]
+
+
+def test_a_registry_set_that_is_not_the_registrys_is_refused_unless_allowed(
+        eval_tool, make_table, datasets, tmp_path, capsys):
+    # Without woman_GT.bmp, Set5 x3 bicubic is 30.85 dB: +0.46 over the paper's 30.39, for nothing.
+    root = tmp_path / "r"
+    shutil.copytree(datasets / "Set5", root / "Set5")
+    (root / "Set5" / "woman_GT.bmp").unlink()
+    out = tmp_path / "out"
+    rc, _, err = _run(eval_tool, _bicubic(root, out, "--sets", "Set5"), capsys)
+    assert rc == 2
+    assert err.splitlines() == [
+        f"eval.py: error: Set5 in {root} is not the registry's Set5: woman_GT.bmp (missing) (fetch it again "
+        "with tools/fetch_datasets.py Set5, or give --allow-modified-sets to evaluate it as a modified set)"]
+    assert not out.exists()
+    shutil.copyfile(datasets / "Set5" / "woman_GT.bmp", root / "Set5" / "woman_GT.bmp")
+    shutil.copyfile(datasets / "Set14" / "zebra.bmp", root / "Set5" / "zebra.bmp")
+    rc, _, err = _run(eval_tool, _bicubic(root, out, "--sets", "Set5"), capsys)
+    assert rc == 2 and "zebra.bmp (not in the registry)" in err and not out.exists()
+
+    rc, _, err = _run(eval_tool, _bicubic(root, out, "--sets", "Set5", "--allow-modified-sets"), capsys)
+    assert rc == 0, err
+    assert "warning: Set5 is a modified set (zebra.bmp (not in the registry))" in err
+    cell = json.loads((out / "summary.json").read_text())["Set5"]["x3"]
+    assert cell["modified_set"] is True and "psnr" in cell
+    assert json.loads((out / "run.json").read_text())["modified_sets"] == {"Set5": ["zebra.bmp (not in the registry)"]}
+    for table in ((out / "table3.md").read_text(), _run(make_table, [str(out)], capsys)[1]):
+        psnr_line = next(ln for ln in table.splitlines() if ln.startswith("| Bicubic | PSNR |"))
+        assert psnr_line.endswith(" † |")
+        assert "|  | PSNR Δ | – |" in table and "`†`: the set's files differ" in table
+
+
+@pytest.mark.caffe
+def test_weights_of_a_deeper_net_are_refused(eval_tool, caffe, mini_root, tmp_path, capsys):
+    import tiny_nets
+
+    shallow, _ = tiny_nets.ddsr_small(caffe, tmp_path / "m", depth=2, name="d2")
+    _, deep_weights = tiny_nets.ddsr_small(caffe, tmp_path / "m", depth=4, name="d4")
+    out = tmp_path / "o"
+    rc, _, err = _run(eval_tool, ["--model", str(shallow), "--weights", str(deep_weights), "--scale", "3",
+                                  "--sets", "Mini", "--data-root", str(mini_root), "--out", str(out), "--quiet"],
+                      capsys)
+    assert rc == 2
+    assert err.splitlines() == [
+        f"eval.py: error: weights {deep_weights} do not match {shallow}: they hold learnable layer 'conv2', "
+        "which the net does not have (the weights have 9 learnable layers, the net 5: a model of another depth?)"]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["file", "under a file", "someone else's folder"])
+def test_an_out_that_cannot_be_a_report_fails_before_any_work(eval_tool, mini_root, tmp_path, capsys,
+                                                              monkeypatch, case):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the evaluation ran before --out was checked")
+
+    monkeypatch.setattr(eval_tool.eval_run, "evaluate_to_folder", must_not_run)
+    (tmp_path / "notes.txt").write_text("keep")
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "main.tex").write_text("keep")
+    out, message = {
+        "file": (tmp_path / "notes.txt", f"{tmp_path / 'notes.txt'} exists and is not a folder"),
+        "under a file": (tmp_path / "notes.txt" / "o",
+                         f"cannot write the output folder {tmp_path / 'notes.txt' / 'o'}: "
+                         f"{tmp_path / 'notes.txt'} is not a folder"),
+        "someone else's folder": (tmp_path / "thesis", f"{tmp_path / 'thesis'} is not empty and holds no "
+                                  "run.json: refusing to replace a folder that is not an evaluation folder"),
+    }[case]
+    rc, _, err = _run(eval_tool, _bicubic(mini_root, out, "--sets", "Mini"), capsys)
+    assert rc == 2
+    assert err.splitlines() == [f"eval.py: error: --out: {message}"]
+    assert (tmp_path / "notes.txt").read_text() == "keep" and (tmp_path / "thesis" / "main.tex").read_text() == "keep"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_an_unwritable_out_fails_before_any_work(eval_tool, mini_root, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        rc, _, err = _run(eval_tool, _bicubic(mini_root, locked / "o", "--sets", "Mini"), capsys)
+    finally:
+        locked.chmod(0o700)
+    assert rc == 2 and err.splitlines() == [
+        f"eval.py: error: --out: cannot write the output folder {locked / 'o'}: {locked} is not writable"]
+
+
+def test_a_mean_over_some_images_is_marked_partial_and_never_compared(eval_tool, make_table, mini_root,
+                                                                      tmp_path, capsys):
+    (mini_root / "Mini" / "corrupt.bmp").write_bytes(b"BM this is not a bitmap")
+    out = tmp_path / "o"
+    rc, _, err = _run(eval_tool, _bicubic(mini_root, out, "--sets", "Mini"), capsys)
+    assert rc == 1 and "1 image(s) could not be evaluated" in err
+    cell = json.loads((out / "summary.json").read_text())["Mini"]["x3"]
+    assert cell["partial"] == {"psnr": [2, 3]}
+    for table in ((out / "table3.md").read_text(), _run(make_table, [str(out)], capsys)[1]):
+        assert " (2 of 3) |" in next(ln for ln in table.splitlines() if ln.startswith("| Bicubic | PSNR |"))
+        assert "`(n of N)`: the mean over the n of the set's N images" in table
+    # Where the paper has a value, a partial mean gets none of its Δ.
+    summary = {"Set5": {"x3": {"psnr": 30.85, "partial": {"psnr": [4, 5]}}}}
+    table = report.table3_markdown([report.Row("Bicubic", summary, "Bicubic")])
+    assert "| Bicubic | PSNR | 30.85 (4 of 5) |" in table and "|  | PSNR Δ | – |" in table
+
+
+def test_ifc_below_its_minimum_keeps_psnr_and_ssim(eval_tool, mini_root, tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(imread(mini_root / "Mini" / "bird.png")[:60, :60]).save(mini_root / "Mini" / "tiny.png")
+    out = tmp_path / "o"
+    argv = ["--method", "bicubic", "--scale", "3", "--sets", "Mini", "--data-root", str(mini_root),
+            "--out", str(out), "--no-images", "--quiet"]
+    rc, _, err = _run(eval_tool, argv, capsys)
+    assert rc == 0, err
+    assert err.splitlines() == [f"eval.py: warning: {mini_root / 'Mini' / 'tiny.png'}: x3: ifc not computable: "
+                                "IFC needs images of at least 72x72 pixels (a 4-level pyramid), got (54, 54)"]
+    with open(out / "per_image.csv") as f:
+        tiny = next(r for r in csv.DictReader(f) if r["image"] == "tiny")
+    assert tiny["psnr"] and tiny["ssim"] and tiny["ifc"] == ""
+    cell = json.loads((out / "summary.json").read_text())["Mini"]["x3"]
+    assert cell["partial"] == {"ifc": [2, 3]} and set(cell) == {"psnr", "ssim", "ifc", "partial"}
+    assert len(json.loads((out / "run.json").read_text())["not_computable"]) == 1
+
+    # Every image failing: the table still shows the set asked for, its mean as 0 of N.
+    (mini_root / "Small").mkdir()
+    for name in ("a.png", "b.png"):
+        shutil.copyfile(mini_root / "Mini" / "tiny.png", mini_root / "Small" / name)
+    rc, _, err = _run(eval_tool, ["--method", "bicubic", "--scale", "3", "--sets", "Small", "--data-root",
+                                  str(mini_root), "--out", str(out), "--no-images", "--quiet", "--metrics", "ifc"],
+                      capsys)
+    assert rc == 1 and "2 image(s) could not be evaluated" in err
+    table = (out / "table3.md").read_text()
+    assert "| Method | Metric | Small x3 |" in table and "| Bicubic | IFC | – (0 of 2) |" in table
+    assert json.loads((out / "summary.json").read_text()) == {"Small": {"x3": {"partial": {"ifc": [0, 2]}}}}
+
+
+# The tool with BicubicUpscaler.upscale made to pause at the second image (the report of a first
+# run stays in --out), for the test to send the signal while the evaluation is half done.
+_EVAL_CHILD = """
+import pathlib, runpy, sys, time
+from ddsr.evaluation import protocol
+ready, tool = sys.argv[1:3]
+real = protocol.BicubicUpscaler.upscale
+calls = []
+
+def upscale(self, image):
+    calls.append(image.name)
+    if len(calls) == 2:
+        pathlib.Path(ready).write_text(image.name)
+        time.sleep(60)
+    return real(self, image)
+
+protocol.BicubicUpscaler.upscale = upscale
+sys.argv = [tool] + sys.argv[3:]
+runpy.run_path(tool, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_evaluation_leaves_the_previous_report_whole(eval_tool, repo_root, mini_root, tmp_path,
+                                                                   capsys, signum, status):
+    out = tmp_path / "report"
+    assert _run(eval_tool, _bicubic(mini_root, out, "--sets", "Mini"), capsys)[0] == 0
+    before = _snapshot(out)
+    ready = tmp_path / "ready"
+    argv = _bicubic(mini_root, out, "--sets", "Mini", "--scale", "2", "3")
+    proc = subprocess.Popen([sys.executable, "-c", _EVAL_CHILD, str(ready), str(repo_root / "tools" / "eval.py"),
+                             *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status
+    assert err.splitlines() == [f"eval.py: error: interrupted ({signal.Signals(signum).name}); the previous "
+                                f"report in {out} (if any) is unchanged"]
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ready", "report"]

@@ -2,6 +2,8 @@
 
 import copy
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -193,3 +195,28 @@ def test_a_file_that_is_not_yaml_names_the_file(tmp_path):
         load_experiments(path)
     with pytest.raises(ValueError, match="cannot read"):
         load_experiments(tmp_path / "absent.yaml")
+
+
+def test_a_duplicate_key_is_refused_naming_its_line(repo_root, tmp_path):
+    # PyYAML keeps the last of two equal keys: a second 'ddsr_x3' would replace the paper's.
+    text = (repo_root / "experiments.yaml").read_text()
+    lines = text.splitlines()
+    first = lines.index("  ddsr_x3:") + 1
+    duplicated = text + "  ddsr_x3:\n    base: ddsr_x2\n"
+    config = tmp_path / "experiments.yaml"
+    config.write_text(duplicated)
+    with pytest.raises(ValueError) as info:
+        load_experiments(config)
+    assert str(info.value) == (f"{config}: not valid YAML: line {len(lines) + 1}, column 3: "
+                               f"duplicate key 'ddsr_x3' (first given on line {first})")
+    # Anywhere in the file, not only among the experiments; the CLI says it in one line.
+    config.write_text(text.replace("    gamma: 0.1\n", "    gamma: 0.1\n    gamma: 0.5\n", 1))
+    proc = subprocess.run([sys.executable, str(repo_root / "tools" / "make_nets.py"), "-q",
+                           "--config", str(config), "--out", str(tmp_path / "out")],
+                          cwd=repo_root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    gamma = text.splitlines().index("    gamma: 0.1") + 1
+    assert proc.stderr.splitlines()[-1] == (
+        f"make_nets.py: error: {config}: not valid YAML: line {gamma + 1}, column 5: "
+        f"duplicate key 'gamma' (first given on line {gamma})")
+    assert not (tmp_path / "out").exists()

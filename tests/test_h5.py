@@ -343,3 +343,34 @@ layer {{
     np.testing.assert_array_equal(net.blobs["data"].data[:, 0], data[order])
     np.testing.assert_array_equal(net.blobs["label"].data[:, 0],
                                   label[order].astype(np.float32) / np.float32(255))
+
+
+def test_a_database_never_holds_nan_or_inf(tmp_path, small_sets, monkeypatch):
+    out = tmp_path / "db"
+    manifest = build(out, small_sets)
+    assert manifest["format"]["finite"] is True
+    assert h5.find_nonfinite(out / "train.txt") == []
+    before = folder_snapshot(out)
+    real_collect = patches.collect_patch_pairs
+
+    def collect_with_a_nan(*args, **kwargs):
+        pairs = real_collect(*args, **kwargs)
+        pairs.data[3, 2, 2] = np.nan
+        return pairs
+
+    monkeypatch.setattr(patches, "collect_patch_pairs", collect_with_a_nan)
+    with pytest.raises(ValueError, match=r"train_000\.h5: data rows 0\.\.\d+ hold NaN or inf"):
+        build(out, small_sets, seed=4)
+    assert folder_snapshot(out) == before
+
+
+def test_find_nonfinite_names_the_shard_the_dataset_and_the_first_row(tmp_path):
+    data = np.zeros((40000, 1, 2, 2), np.float32)
+    data[20000, 0, 1, 1] = np.inf
+    data[30000, 0, 0, 0] = np.nan
+    label = np.zeros((40000, 1, 6, 6), np.float32)
+    with h5py.File(tmp_path / "bad.h5", "w") as f:  # not through write_shard, which refuses it
+        f["data"], f["label"] = data, label
+    (tmp_path / "train.txt").write_text(f"{tmp_path / 'bad.h5'}\n")
+    assert h5.find_nonfinite(tmp_path / "train.txt") == [
+        f"{tmp_path / 'bad.h5'}: data holds 2 NaN/inf values (first in row 20000)"]

@@ -1,7 +1,11 @@
 """Tests of tools/make_h5.py: the CLI, its errors, and the paper's x3 patch count."""
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -198,3 +202,121 @@ def test_experiment_and_scale_go_alone(repo_root, data_root):
     assert "unknown experiment 'nope'" in line and "ddsr_x3" in line
     proc = run_tool(repo_root, "--experiment", "ddsr_x3", "--scale", "3", "--dry-run")
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+# ------------------------------------------- signals to a real child process, killed runs
+
+# Runs the tool with h5.write_shard replaced by a stand-in that writes part of a shard and
+# then, as asked: pauses (for the test to send a signal), or has Python swallow an
+# interrupt the way h5py's weakref callbacks do, and goes on.
+_CHILD = """
+import os, pathlib, runpy, signal, sys, time
+from ddsr.data import h5
+ready, mode, tool = sys.argv[1:4]
+real = h5.write_shard
+
+class SignalsInDel:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100000):
+            pass
+
+def write_shard(path, *args, **kwargs):
+    pathlib.Path(path).write_bytes(b"half a shard")
+    if mode == "pause":
+        pathlib.Path(ready).write_text(str(path))
+        time.sleep(60)
+    SignalsInDel()
+    return real(path, *args, **kwargs)
+
+h5.write_shard = write_shard
+sys.argv = [tool] + sys.argv[4:]
+runpy.run_path(tool, run_name="__main__")
+"""
+
+
+def _start_child(repo_root, tmp_path, mode, args):
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(ready), mode, str(repo_root / TOOL), *args],
+        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    if mode == "pause":
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the child never reached write_shard"
+            time.sleep(0.02)
+    return proc
+
+
+def _database(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_writing_hdf5_keeps_the_previous_database(
+        repo_root, data_root, tmp_path, signum, status):
+    out = tmp_path / "db"
+    assert run_tool(repo_root, *base_args(data_root, out)).returncode == 0
+    before = _database(out)
+    proc = _start_child(repo_root, tmp_path, "pause", base_args(data_root, out, "--seed", "5"))
+    assert any(p.name.startswith(f".db.tmp-{proc.pid}-") for p in tmp_path.iterdir())
+    os.killpg(proc.pid, signum)  # as Ctrl-C at a terminal does (to the process group)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status
+    name = signal.Signals(signum).name
+    assert err.splitlines() == [
+        f"make_h5: error: interrupted ({name}); the previous database (if any) is unchanged"]
+    assert _database(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "db", "ready"]
+
+
+def test_an_interrupt_python_swallows_mid_write_still_ends_the_run(repo_root, data_root, tmp_path):
+    # The reported failure: "Exception ignored in ... KeyboardInterrupt", then exit 0 and
+    # the previous database replaced.
+    out = tmp_path / "db"
+    assert run_tool(repo_root, *base_args(data_root, out)).returncode == 0
+    before = _database(out)
+    proc = _start_child(repo_root, tmp_path, "swallow", base_args(data_root, out, "--seed", "5"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.splitlines() == [
+        "make_h5: error: interrupted (SIGINT); the previous database (if any) is unchanged"]
+    assert _database(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "db"]
+
+
+def test_the_next_run_removes_the_folder_a_killed_run_left(repo_root, data_root, tmp_path):
+    out = tmp_path / "db"
+    proc = _start_child(repo_root, tmp_path, "pause", base_args(data_root, out))
+    proc.kill()  # kill -9: no clean-up can run
+    proc.communicate(timeout=60)
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(f".db.tmp-{proc.pid}-")]
+    assert len(left) == 1 and (left[0] / "train_000.h5").is_file()
+    again = run_tool(repo_root, *base_args(data_root, out))
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.splitlines() == [
+        f"make_h5: removed {left[0]} (0.0 MB), left by an interrupted run "
+        f"(process {proc.pid}, gone)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "db", "ready"]
+    assert h5.read_manifest(out)["num_patches"] > 0
+
+
+def test_a_registry_set_that_differs_from_the_registry_is_refused(repo_root, shared_dir, tmp_path):
+    # Set5 stands in for any registry set: the smallest one.
+    root = tmp_path / "data"
+    shutil.copytree(shared_dir / "datasets" / "Set5", root / "Set5")
+    with open(root / "Set5" / "bird_GT.bmp", "ab") as fh:
+        fh.write(b"\0")
+    (root / "Set5" / "head_GT.bmp").write_bytes((shared_dir / "datasets" / "Set5" / "baby_GT.bmp")
+                                                .read_bytes()[:1000])
+    (root / "Set5" / "woman_GT.bmp").unlink()
+    proc = run_tool(repo_root, "--scale", "3", "--data-root", root, "--train-sets", "Set5",
+                    "--no-val", "--out", tmp_path / "db", "--quiet")
+    line = error_line(proc)
+    assert proc.returncode == 1
+    assert line.startswith(f"make_h5: error: Set5: 3 file(s) missing or wrong in {root / 'Set5'}: ")
+    assert "bird_GT.bmp (longer than the registry's" in line
+    assert "head_GT.bmp (sha256 mismatch" in line and "woman_GT.bmp (missing)" in line
+    assert not (tmp_path / "db").exists()

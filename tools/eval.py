@@ -5,6 +5,13 @@ Writes into --out: per_image.csv, summary.json ({"Set5": {"x3": {"psnr", "ssim",
 run.json (settings, models, timings, errors), table3.md (the paper's Table 3 layout with the
 published values and differences), bicubic/ (the bicubic baseline beside a model row) and
 images/<Set>/x<s>/<image>.png (colour SR images). The logic is in ddsr.evaluation.
+The report is written beside --out and replaces it only when complete: an error, Ctrl-C
+(exit 130) or SIGTERM (143) leaves the previous one whole.
+
+Test sets of the registry (Set5, Set14, BSD200, ...) must hold exactly the registry's files
+(names and sha256) before anything runs; --allow-modified-sets evaluates a set that differs
+and marks it as modified (†) everywhere, without a difference to the paper. A mean over fewer
+images than the set holds (some failed) is shown as "30.85 (4 of 5)", also without one.
 
 Examples:
   tools/eval.py --method bicubic --scale 2 3 4 --sets Set5 Set14 BSD200 --out runs/eval/bicubic
@@ -25,6 +32,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
+from ddsr import atomic  # noqa: E402
 from ddsr.data import registry as datasets  # noqa: E402
 from ddsr.evaluation import deploy_net, published, report  # noqa: E402
 from ddsr.evaluation import metrics as quality_metrics  # noqa: E402
@@ -58,6 +66,10 @@ def build_parser():
                       help="test sets, folders under --data-root (default: Set5 Set14 BSD200)")
     what.add_argument("--data-root", type=Path, default=REPO_ROOT / "data", metavar="DIR",
                       help="folder holding the set folders (default: data/ in the repository)")
+    what.add_argument("--allow-modified-sets", action="store_true",
+                      help="evaluate a registry test set whose files differ from datasets/registry.tsv "
+                           "(missing, changed or extra images); its means are marked as modified and "
+                           "not compared with the paper")
     net = p.add_argument_group("how a net is run (defaults: the net's sidecar <deploy>.eval.json, if any)")
     net.add_argument("--input", choices=deploy_net.INPUT_KINDS, default=None,
                      help="feed the net the LR image (lr: DDSR, FSRCNN; the default) or the bicubic-upscaled "
@@ -197,6 +209,10 @@ def plan(args):
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     out = args.out or REPO_ROOT / "runs" / "eval" / re.sub(r"[^\w.+-]", "_", label)
+    try:
+        atomic.check_replaceable(out, "run.json", "an evaluation folder")
+    except OSError as exc:
+        raise CliError(f"--out: {exc}") from exc
     return {"scales": scales, "sets": sets, "models": models, "label": label, "paper_row": paper_row,
             "metrics": metrics, "out": out}
 
@@ -208,8 +224,15 @@ def main(argv=None):
     shown = warnings.showwarning
     warnings.showwarning = lambda message, *a, **k: print(f"{PROG}: warning: {message}", file=sys.stderr)
     try:
-        return run(args)
-    except (CliError, deploy_net.ModelError, deploy_net.NetOutputError) as exc:
+        with atomic.interrupts_as_exceptions():
+            try:
+                return run(args)
+            except KeyboardInterrupt as exc:
+                message = atomic.interrupted_message(
+                    exc, f"the previous report in {args.out or 'the output folder'} (if any) is unchanged")
+                print(f"{PROG}: error: {message}", file=sys.stderr)
+                return atomic.exit_status(exc)
+    except (CliError, datasets.ModifiedSetError, deploy_net.ModelError, deploy_net.NetOutputError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -218,19 +241,27 @@ def main(argv=None):
 
 def run(args):
     p = plan(args)
+    for stale in atomic.remove_stale_temporaries(p["out"]):
+        print(f"{PROG}: {stale.describe()}", file=sys.stderr)
     done = eval_run.evaluate_to_folder(
         p["out"], data_root=args.data_root, sets=p["sets"], scales=p["scales"], label=p["label"],
         paper_row=p["paper_row"], models=p["models"] or None, metrics=p["metrics"], gpu=args.gpu,
         baseline=not args.no_baseline, save_images=not args.no_images, jobs=args.jobs,
-        precision=args.precision, progress=not args.quiet, command=["tools/eval.py"] + args.argv)
+        precision=args.precision, progress=not args.quiet, command=["tools/eval.py"] + args.argv,
+        allow_modified_sets=args.allow_modified_sets)
+    for name, problems in done.modified_sets.items():
+        print(f"{PROG}: warning: {name} is a modified set ({'; '.join(problems)}): its means are marked "
+              f"† and not compared with the paper", file=sys.stderr)
+    for note in done.result.not_computable:
+        print(f"{PROG}: warning: {note}", file=sys.stderr)
     if not args.quiet:
         print(done.table)
         print(f"wrote {done.out} ({len(done.result.records)} images in {done.seconds:.1f} s)", file=sys.stderr)
     if done.result.errors:
         for e in done.result.errors:
             print(f"{PROG}: error: {e}", file=sys.stderr)
-        print(f"{PROG}: error: {len(done.result.errors)} image(s) could not be evaluated; the summary leaves them out",
-              file=sys.stderr)
+        print(f"{PROG}: error: {len(done.result.errors)} image(s) could not be evaluated; the summary leaves them out "
+              f"(its means are marked 'n of N')", file=sys.stderr)
         return 1
     return 0
 

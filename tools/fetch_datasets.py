@@ -13,7 +13,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import paths
+from ddsr import atomic, paths
 from ddsr.data import fetch, registry as datasets
 
 PROG = "fetch_datasets.py"
@@ -21,10 +21,12 @@ PROG = "fetch_datasets.py"
 DESCRIPTION = """\
 Fetch image sets into DATA_ROOT/<Set>/ (default: data/ in the repository).
 
-Every file is checked against the sha256 in datasets/registry.tsv. A set is
-assembled in a hidden temporary folder (DATA_ROOT/.<Set>.partial-*) and renamed
-into place only when all its files are there and correct, so a failed or
-interrupted fetch leaves nothing behind. A set that is already present and
+Every file is checked against the sha256 in datasets/registry.tsv, and never
+read past the size it records. A set is assembled in a hidden temporary folder
+(DATA_ROOT/.<Set>.tmp-<pid>-*) and renamed into place only when all its
+files are there and correct, so a failed or interrupted fetch (Ctrl-C, SIGTERM)
+leaves nothing behind; one left by a killed run (kill -9) is removed by the
+next fetch of that set, which says so. A set that is already present and
 verifies is left alone (no network); one that does not verify is rebuilt and
 replaced (files that are not in the registry are removed).
 
@@ -48,7 +50,8 @@ examples:
   tools/fetch_datasets.py --verify                        # check what is under data/
 
 exit status: 0 on success, 1 when a file is missing, wrong or cannot be
-downloaded (or --verify finds a problem), 2 on a usage error.
+downloaded (or --verify finds a problem), 2 on a usage error, 130 on Ctrl-C,
+143 on SIGTERM.
 """
 
 
@@ -85,7 +88,9 @@ def build_parser(registry):
                              "or every set folder present); fetch nothing")
     parser.add_argument("--list", action="store_true", help="list the sets and exit")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                        help="network timeout in seconds per connection and read (default 30)")
+                        help="seconds allowed for each attempt at a file, connecting and the "
+                             "whole download together; a slower one is abandoned and retried "
+                             "(default 30)")
     parser.add_argument("--retries", type=int, default=3, metavar="N",
                         help="extra attempts after a network error or HTTP 5xx (default 3)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -126,6 +131,8 @@ def _fetch(names, args, registry):
     from tqdm import tqdm
 
     for name in names:
+        for stale in atomic.remove_stale_temporaries(args.data_root / name):
+            print(f"{PROG}: {stale.describe()}", file=sys.stderr)
         with tqdm(total=registry.total_bytes(name), desc=name, unit="B", unit_scale=True,
                   disable=args.quiet, leave=False) as bar:
             result = fetch.fetch_set(
@@ -164,17 +171,20 @@ def main(argv=None):
             parser.error("--verify checks the data root; it takes no --from/--mirror")
     elif not names:
         parser.error("name at least one set, or use --all or --paper (see --help)")
-    try:
-        if args.verify:
-            _verify(names, args, registry)
-        else:
-            _fetch(names, args, registry)
-    except (datasets.DatasetError, ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted (nothing partial was left behind)", file=sys.stderr)
-        return 130
+    with atomic.interrupts_as_exceptions():
+        try:
+            if args.verify:
+                _verify(names, args, registry)
+            else:
+                _fetch(names, args, registry)
+        except (datasets.DatasetError, ValueError, OSError) as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as exc:
+            message = atomic.interrupted_message(
+                exc, "nothing partial was left behind; sets fetched before it are complete")
+            print(f"{PROG}: error: {message}", file=sys.stderr)
+            return atomic.exit_status(exc)
     return 0
 
 

@@ -18,6 +18,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
+from ddsr import atomic  # noqa: E402
 from ddsr.data import database, h5, patches  # noqa: E402
 from ddsr.data import registry as datasets  # noqa: E402
 from ddsr.model import experiments  # noqa: E402
@@ -43,13 +44,17 @@ def parse_args(argv):
             "options below change single settings of it."),
         epilog=(
             "Sets named in the dataset registry (datasets/registry.tsv) are read in registry "
-            "order and must be complete (fetch them with tools/fetch_datasets.py); any other "
+            "order and must be complete, every file with the registry's sha256 (fetch them "
+            "with tools/fetch_datasets.py); any other "
             "name is read as a folder of images under --data-root, sorted by file name. "
             "Outputs: <out>/train.txt and <out>/val.txt (the list files for hdf5_data_param "
             "source, entries relative to the repository root when the database is under it), "
             "shards <split>_NNN.h5 with float32 datasets 'data' (N x 1 x n x n) and 'label' "
             "(N x 1 x sn x sn) in [0, 1], and manifest.json. With --experiment, the database "
-            "is then checked against the experiment's solver (its test_iter)."),
+            "is then checked against the experiment's solver (its test_iter). The database is "
+            "built in a hidden sibling folder (.x3.tmp-<pid>-*) that replaces <out> only when "
+            "complete: an error, Ctrl-C (exit 130) or SIGTERM (exit 143) leaves the previous "
+            "database as it was, and a folder left by a killed run is removed by the next run."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--experiment", metavar="NAME",
@@ -157,6 +162,8 @@ def run(argv=None):
         if experiment is not None and args.out is None:
             check_test_pass(experiment, counts.get("val_patches", 0))
         return 0
+    for stale in atomic.remove_stale_temporaries(out):
+        print(f"{PROG}: {stale.describe()}", file=sys.stderr)
     manifest = database.build(recipe, args.data_root, out, skip_bad=args.skip_bad,
                               max_shard_bytes=args.max_shard_bytes, progress=not args.quiet)
     for split in manifest["splits"].values():
@@ -181,16 +188,18 @@ def run(argv=None):
 
 
 def main(argv=None):
-    """Run the tool; bad input, unreadable images and write failures are one error line."""
-    try:
-        return run(argv)
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted; the previous database (if any) is unchanged",
-              file=sys.stderr)
-        return 130
-    except (UsageError, ValueError, OSError, datasets.DatasetError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    """Run the tool; bad input, unreadable images, write failures and signals are one error line."""
+    with atomic.interrupts_as_exceptions():
+        try:
+            return run(argv)
+        except KeyboardInterrupt as exc:
+            message = atomic.interrupted_message(
+                exc, "the previous database (if any) is unchanged")
+            print(f"{PROG}: error: {message}", file=sys.stderr)
+            return atomic.exit_status(exc)
+        except (UsageError, ValueError, OSError, datasets.DatasetError) as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def parse_args(argv):
         prog=PROG,
         description=__doc__.split("\n\n")[0].strip(),
         epilog=("An interrupted run (Ctrl-C: Caffe saves a snapshot first) continues from its "
-                "newest snapshot when the same command is run again; --restart starts over. "
+                "newest snapshot when the same command is run again (an incomplete one, e.g. from a "
+                "full disk, is passed over with a warning); --restart starts over. "
                 "Exit status: 0 done, 1 error, 2 bad arguments, 3 diverged (NaN/inf loss), "
                 "130 interrupted."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,7 +94,7 @@ def main(argv=None):
         if log_path.exists():
             log_path.unlink()
         print(f"{PROG}: --restart: removed {removed} snapshot files and the log", file=sys.stderr)
-    start = snapshots.newest_snapshot(info.snapshot_prefix, REPO_ROOT)
+    start, _ = snapshots.newest_resumable(info.snapshot_prefix, REPO_ROOT, info.type)  # runner.train warns
     plain = runner.train_command(
         solver, gpu=args.gpu, snapshot=relative_path(start.solverstate, REPO_ROOT) if start else None)
     print(f"{PROG}: the plain Caffe command (from {REPO_ROOT}): {' '.join(map(str, plain))}", file=sys.stderr)
@@ -102,7 +103,8 @@ def main(argv=None):
     print(f"{PROG}: log: {log_path}", file=sys.stderr)
     result = runner.train(solver, gpu=args.gpu, log_path=log_path, workdir=REPO_ROOT,
                           progress=not args.quiet, niceness=args.nice,
-                          stream=sys.stderr if args.verbose else None)
+                          stream=sys.stderr if args.verbose else None,
+                          on_warning=lambda message: print(f"{PROG}: warning: {message}", file=sys.stderr))
     if result.already_done:
         print(f"{PROG}: {solver.stem} is already trained to iteration {result.final_iteration} "
               f"({relative_path(result.snapshot.caffemodel, REPO_ROOT)}); --restart to train again")

@@ -87,13 +87,14 @@ class DatabaseMismatch(ValueError):
 def set_sources(names, data_root, registry=None):
     """``(set, path)`` of every image of the named sets, in order.
 
-    A registry set must be complete and is read as the registry lists it (extra files are not
-    training data); any other set is every image of its folder (:func:`list_set_images`).
+    A registry set must be complete, every file with the registry's sha256, and is read as the
+    registry lists it (extra files are not training data); any other set is every image of its
+    folder (:func:`list_set_images`).
     """
     registry = load_registry() if registry is None else registry
     return [(name, path) for name in names
-            for path in (image_paths(name, data_root, registry=registry) if name in registry.names
-                         else list_set_images(data_root, name))]
+            for path in (image_paths(name, data_root, registry=registry, check_sha256=True)
+                         if name in registry.names else list_set_images(data_root, name))]
 
 
 def held_out_checksums(registry=None):

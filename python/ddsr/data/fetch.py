@@ -2,10 +2,14 @@
 
 Every file is checked against its sha256 in the registry (:mod:`ddsr.data.registry`). A set
 is assembled in a temporary folder beside its final one (:func:`ddsr.atomic.replacing_directory`)
-and moved into place only when every file is there and correct; on any error (or Ctrl-C) the
-temporary folder is removed and the data root is left as it was. An existing set folder that
-verifies is left alone, without any network access; one that does not is rebuilt, its correct
-files reused.
+and moved into place only when every file is there and correct; on any error (Ctrl-C and
+SIGTERM included) the temporary folder is removed and the data root is left as it was; one left
+by a killed run is removed by the next fetch of that set (``tools/fetch_datasets.py`` calls
+:func:`ddsr.atomic.remove_stale_temporaries`). An existing set folder that verifies is left
+alone, without any network access; one that does not is rebuilt, its correct files reused.
+
+A download never takes more than ``timeout`` seconds per attempt, however slowly the server
+sends, and never reads more than the size the registry records (a longer body is a wrong file).
 """
 
 import hashlib
@@ -35,15 +39,31 @@ _MISSING_STATUSES = frozenset({404, 410})
 _CHUNK = 1 << 20
 
 
-def _copy_hashing(src, dest):
-    """Copy a binary stream into a new file; return (sha256 hex, bytes)."""
+def _copy_hashing(src, dest, max_bytes=None, deadline=None):
+    """Copy a binary stream into a new file; return (sha256 hex, bytes).
+
+    Stops after ``max_bytes + 1`` bytes (the size returned then says the source
+    is longer than ``max_bytes``), and raises ``TimeoutError`` once
+    ``time.monotonic()`` passes ``deadline``. ``read1`` returns as soon as some
+    bytes arrive, so a server sending one byte a second cannot hold a read
+    past the deadline by more than the socket's own timeout.
+    """
+    read = getattr(src, "read1", src.read)
     digest = hashlib.sha256()
     size = 0
     with open(dest, "xb") as out:
-        for chunk in iter(lambda: src.read(_CHUNK), b""):
+        while True:
+            want = _CHUNK if max_bytes is None else min(_CHUNK, max_bytes + 1 - size)
+            if want <= 0:
+                break
+            chunk = read(want)
+            if not chunk:
+                break
             digest.update(chunk)
             out.write(chunk)
             size += len(chunk)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"only {size} bytes arrived in the time allowed")
     return digest.hexdigest(), size
 
 
@@ -53,21 +73,24 @@ def _check_url(url, what):
         raise ValueError(f"{what} must be an http://, https:// or file:// URL, got {url!r}")
 
 
-def download_file(url, dest, *, timeout, retries, backoff):
+def download_file(url, dest, *, timeout, retries, backoff, max_bytes=None):
     """Download ``url`` into ``dest``; (sha256, bytes), or None if the server says it is absent.
 
-    Retries transport errors, timeouts and the statuses in ``_RETRY_STATUSES``
-    with exponential backoff; raises DownloadError when they persist or for any
-    other HTTP status.
+    Each attempt has ``timeout`` seconds in all (connecting and the whole
+    body), and reads at most ``max_bytes + 1`` bytes (a returned size above
+    ``max_bytes`` says the body is longer). Retries transport errors, timeouts
+    and the statuses in ``_RETRY_STATUSES`` with exponential backoff; raises
+    DownloadError when they persist or for any other HTTP status.
     """
     request = urllib.request.Request(url, headers={"User-Agent": f"ddsr-caffe/{__version__}"})
     last_error = None
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
+        deadline = time.monotonic() + timeout
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return _copy_hashing(response, dest)
+                return _copy_hashing(response, dest, max_bytes, deadline)
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code in _MISSING_STATUSES:
@@ -79,7 +102,9 @@ def download_file(url, dest, *, timeout, retries, backoff):
             if isinstance(exc.reason, FileNotFoundError):  # a file:// URL
                 return None
             last_error = str(exc.reason)
-        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        except TimeoutError as exc:
+            last_error = f"not complete within --timeout {timeout:g} s ({exc})"
+        except (ConnectionError, http.client.HTTPException) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
         # Drop a partial file before the next attempt.
         Path(dest).unlink(missing_ok=True)
@@ -106,7 +131,8 @@ def fetch_set(name, data_root=DEFAULT_DATA_ROOT, *, from_dir=None, mirror=None,
         Base of the raw-file URLs when neither ``from_dir`` nor ``mirror`` is
         given: ``<raw_base>/<repo>/<commit>/<path>`` (tests point it at a local server).
     timeout : float
-        Seconds for connecting and for each read.
+        Seconds allowed for each attempt at a file, connecting and the whole
+        body together (a server that trickles is given up on, then retried).
     retries : int
         Extra attempts after a transport error, a timeout or HTTP 408/425/429/5xx,
         waiting ``backoff * 2**k`` seconds before the k-th retry.
@@ -130,6 +156,8 @@ def fetch_set(name, data_root=DEFAULT_DATA_ROOT, *, from_dir=None, mirror=None,
         set folder is left as it was.
     DownloadError
         A file could not be downloaded after the retries (nothing written either).
+    KeyboardInterrupt
+        Ctrl-C (or :class:`ddsr.atomic.Interrupted`): nothing written either.
     DatasetError
         ``from_dir`` has no folder for the set; the target is not a folder.
     """
@@ -172,18 +200,19 @@ def fetch_set(name, data_root=DEFAULT_DATA_ROOT, *, from_dir=None, mirror=None,
             dest = partial / entry.filename
             if entry.filename in reusable:
                 with open(reusable[entry.filename], "rb") as src:
-                    got = _copy_hashing(src, dest)
+                    got = _copy_hashing(src, dest, entry.bytes)
             elif from_dir is not None:
                 src_path = source_folder / entry.filename
                 if src_path.is_file():
                     with open(src_path, "rb") as src:
-                        got = _copy_hashing(src, dest)
+                        got = _copy_hashing(src, dest, entry.bytes)
                 else:
                     got = None
             else:
                 url = entry.mirror_url(mirror) if mirror is not None else entry.raw_url(raw_base)
                 try:
-                    got = download_file(url, dest, timeout=timeout, retries=retries, backoff=backoff)
+                    got = download_file(url, dest, timeout=timeout, retries=retries,
+                                        backoff=backoff, max_bytes=entry.bytes)
                 except DownloadError as exc:
                     raise DownloadError(f"{name}/{entry.filename}: {exc}") from exc
             if got is None:

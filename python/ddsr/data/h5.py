@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ddsr.atomic import replacing_directory
+from ddsr import atomic
+from ddsr.atomic import raise_if_interrupted, replacing_directory
 from ddsr.matlab import im2single
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "write_list_file",
     "read_list_file",
     "read_split",
+    "find_nonfinite",
     "read_manifest",
     "check_replaceable",
     "atomic_directory",
@@ -151,6 +153,11 @@ def write_shard(path, data, label, index=None):
     int
         Number of rows written.
 
+    Raises
+    ------
+    ValueError
+        A value is NaN or infinite: Caffe would train on it and diverge.
+
     Notes
     -----
     Contiguous, uncompressed datasets in the oldest HDF5 file format that
@@ -171,10 +178,16 @@ def write_shard(path, data, label, index=None):
         data_set = f.create_dataset("data", shape=(n,) + data_shape, dtype="<f4")
         label_set = f.create_dataset("label", shape=(n,) + label_shape, dtype="<f4")
         for start in range(0, n, _ROWS_PER_WRITE):
+            raise_if_interrupted()
             rows = index[start:start + _ROWS_PER_WRITE]
             stop = start + len(rows)
-            data_set[start:stop] = _as_float32_rows(data[rows])
-            label_set[start:stop] = _as_float32_rows(label[rows])
+            data_rows, label_rows = _as_float32_rows(data[rows]), _as_float32_rows(label[rows])
+            for what, values in (("data", data_rows), ("label", label_rows)):
+                if not np.isfinite(values).all():
+                    raise ValueError(f"{path}: {what} rows {start}..{stop - 1} hold NaN or inf; "
+                                     "a training database must hold finite values only")
+            data_set[start:stop] = data_rows
+            label_set[start:stop] = label_rows
     return n
 
 
@@ -234,6 +247,36 @@ def read_split(list_file, relative_to=None):
             np.concatenate([label for _, label in parts]))
 
 
+def find_nonfinite(list_file, relative_to=None):
+    """The NaN and inf values in the shards a list file names, without loading a shard whole.
+
+    Returns
+    -------
+    list of str
+        One line per shard and dataset holding any, e.g.
+        ``data/h5/x3/train_000.h5: data holds 12 NaN/inf values (first in row 4051)``;
+        empty when every value is finite.
+    """
+    import h5py
+
+    found = []
+    for shard in read_list_file(list_file, relative_to):
+        with h5py.File(shard, "r") as f:
+            for name in ("data", "label"):
+                dataset = f[name]
+                count, first = 0, None
+                for start in range(0, len(dataset), _ROWS_PER_WRITE):
+                    bad = ~np.isfinite(dataset[start:start + _ROWS_PER_WRITE])
+                    if bad.any():
+                        rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
+                        first = start + int(rows[0]) if first is None else first
+                        count += int(bad.sum())
+                if count:
+                    found.append(f"{shard}: {name} holds {count} NaN/inf values "
+                                 f"(first in row {first})")
+    return found
+
+
 def read_manifest(folder):
     """The ``manifest.json`` of a database folder, as a dict."""
     return json.loads((Path(folder) / MANIFEST_NAME).read_text())
@@ -252,20 +295,7 @@ def check_replaceable(out_dir):
     PermissionError
         No folder can be created next to ``out_dir``.
     """
-    out = Path(out_dir)
-    if out.exists() or out.is_symlink():
-        if not out.is_dir() or out.is_symlink():
-            raise FileExistsError(f"{out} exists and is not a folder")
-        if any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
-            raise FileExistsError(f"{out} is not empty and holds no {MANIFEST_NAME}: "
-                                  "refusing to replace a folder that is not a database")
-    parent = out.parent
-    while not (parent.exists() or parent.is_symlink()):
-        parent = parent.parent
-    if not parent.is_dir():
-        raise NotADirectoryError(f"cannot write the output folder {out}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write the output folder {out}: {parent} is not writable")
+    atomic.check_replaceable(out_dir, MANIFEST_NAME, "a database")
 
 
 @contextlib.contextmanager
@@ -470,7 +500,8 @@ def _write_database(tmp, out_dir, train, order, val, settings, max_shard_bytes,
         "seed": settings["seed"],
         "params": settings,
         "format": {"datasets": {"data": "N x 1 x n x n", "label": "N x 1 x sn x sn"},
-                   "dtype": "float32", "range": [0.0, 1.0]},
+                   "dtype": "float32", "range": [0.0, 1.0],
+                   "finite": True},  # write_shard refuses NaN and inf
         "splits": splits,
     }
     write_manifest(tmp, manifest)

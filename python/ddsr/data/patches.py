@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ddsr.atomic import raise_if_interrupted
 from ddsr.data.registry import sha256_file
 from ddsr.matlab import im2single, imread, imresize, modcrop, rgb2y
 
@@ -339,6 +340,7 @@ def collect_patch_pairs(sources, scale, patch_size=7, stride=4, flip=False, rot9
     data_parts, label_parts, images, skipped = [], [], [], []
     for set_name, path in tqdm(list(sources), desc="images", unit="img", disable=not progress,
                                leave=False):
+        raise_if_interrupted()
         path = Path(path)
         record = {"set": set_name, "file": path.name}
         try:

@@ -37,6 +37,8 @@ __all__ = [
     "sha256_file",
     "verify_set",
     "image_paths",
+    "ModifiedSetError",
+    "modified_sets",
     "IMAGE_EXTENSIONS",
     "list_set_images",
 ]
@@ -270,6 +272,8 @@ def sha256_file(path):
 
 def _mismatch(entry, sha, size):
     """A FileProblem if (sha, size) is not what the registry says, else None."""
+    if size > entry.bytes:
+        return FileProblem(entry.filename, f"longer than the registry's {entry.bytes} bytes")
     if sha == entry.sha256:
         return None
     return FileProblem(
@@ -324,11 +328,13 @@ def verify_set(name, data_root=DEFAULT_DATA_ROOT, *, registry=None):
     return problems
 
 
-def image_paths(name, data_root=DEFAULT_DATA_ROOT, *, registry=None):
+def image_paths(name, data_root=DEFAULT_DATA_ROOT, *, registry=None, check_sha256=False):
     """The files of a set under a data root, in registry order (sorted by name).
 
-    Does not hash them (use :func:`verify_set` for that); checks only that the
-    folder and every file exist.
+    Checks that the folder and every file exist; with ``check_sha256``, also
+    that every file has the registry's sha256. Files in the folder that are
+    not in the registry are not listed and not an error (use
+    :func:`verify_set` for the whole folder).
 
     Raises
     ------
@@ -336,12 +342,27 @@ def image_paths(name, data_root=DEFAULT_DATA_ROOT, *, registry=None):
         Unknown set name.
     DatasetError
         The folder or a file is missing.
+    ChecksumError
+        With ``check_sha256``: files missing or with another sha256, all listed.
     """
     registry = load_registry() if registry is None else registry
     folder = Path(data_root) / name
-    paths = [folder / f.filename for f in registry.files(name)]
+    entries = registry.files(name)
+    paths = [folder / f.filename for f in entries]
     if not folder.is_dir():
         raise DatasetError(f"{name}: {folder} does not exist (fetch it with tools/fetch_datasets.py {name})")
+    if check_sha256:
+        problems = []
+        for entry, path in zip(entries, paths):
+            if not path.is_file():
+                problems.append(FileProblem(entry.filename, "missing"))
+            else:
+                bad = _mismatch(entry, sha256_file(path), path.stat().st_size)
+                if bad:
+                    problems.append(bad)
+        if problems:
+            raise ChecksumError(name, problems, folder)
+        return paths
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise DatasetError(f"{name}: {len(missing)} file(s) missing in {folder}: {', '.join(missing)}")
@@ -383,3 +404,26 @@ def list_set_images(data_root, set_name):
     if not files:
         raise DatasetError(f"empty set {set_name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     return files
+
+
+class ModifiedSetError(DatasetError, ValueError):
+    """A registry test set to be evaluated differs from the registry (and that was not allowed)."""
+
+
+def modified_sets(data_root, sets, registry=None):
+    """The registry sets among ``sets`` whose folder differs from the registry, with what differs.
+
+    Returns
+    -------
+    dict
+        ``{set: ["woman_GT.bmp (missing)", ...]}`` (:func:`verify_set`'s problems: a file missing,
+        changed, or not in the registry); sets the registry does not know are not checked.
+    """
+    registry = load_registry() if registry is None else registry
+    found = {}
+    for name in sets:
+        if name in registry.names:
+            problems = verify_set(name, data_root, registry=registry)
+            if problems:
+                found[name] = [f"{p.filename} ({p.reason})" for p in problems]
+    return found

@@ -273,8 +273,11 @@ def check_weights(net_param_shapes, weights, deploy="the net"):
     Raises
     ------
     ModelError
-        A learnable layer of the net has no weights in the file (it would silently keep its
-        random initialisation), or a different number or shape of blobs.
+        The file does not match the net layer for layer, naming the first difference: a learnable
+        layer of the net has no weights in the file (it would silently keep its random
+        initialisation), a different number or shape of blobs, or the file holds a learnable
+        layer the net does not have (Caffe would ignore it: the weights of a deeper net would
+        load into a shallower one, its first layers taken and the rest dropped).
     """
     stored = stored_weight_shapes(weights)
     for name, shapes in net_param_shapes.items():
@@ -289,6 +292,11 @@ def check_weights(net_param_shapes, weights, deploy="the net"):
             if not _same_shape(shape, stored_shape, legacy):
                 raise ModelError(f"weights {weights} do not match {deploy}: layer {name!r} blob {i} is "
                                  f"{format_shape(shape)} in the net, {format_shape(stored_shape)} in the weights")
+    extra = [name for name in stored if name not in net_param_shapes]
+    if extra:
+        raise ModelError(f"weights {weights} do not match {deploy}: they hold learnable layer {extra[0]!r}, "
+                         f"which the net does not have (the weights have {len(stored)} learnable layers, "
+                         f"the net {len(net_param_shapes)}: a model of another depth?)")
 
 
 def use_gpu(gpu):

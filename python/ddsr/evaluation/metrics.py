@@ -156,7 +156,7 @@ def check_metrics(metrics):
     return metrics
 
 
-def measure(hr_y, sr_y, scale, metrics=METRIC_NAMES, timings=None):
+def measure(hr_y, sr_y, scale, metrics=METRIC_NAMES, timings=None, not_computable=None):
     """The protocol's metrics of one SR Y image against its HR Y, border ``scale`` shaved.
 
     Parameters
@@ -168,6 +168,10 @@ def measure(hr_y, sr_y, scale, metrics=METRIC_NAMES, timings=None):
         Any of ``"psnr"``, ``"ssim"``, ``"ifc"``.
     timings : dict, optional
         If given, each metric's time in seconds is added to ``timings[metric]``.
+    not_computable : dict, optional
+        If given, a metric that cannot be computed for this image (a ``ValueError``: IFC's
+        pyramid needs 72x72 pixels, a flat reference) is left out of the result and its reason
+        stored here, ``{metric: message}``, instead of failing the other metrics too.
 
     Returns
     -------
@@ -181,7 +185,12 @@ def measure(hr_y, sr_y, scale, metrics=METRIC_NAMES, timings=None):
     for name in metrics:
         fn = _metric_function(name)
         start = time.perf_counter()
-        out[name] = float(fn(hr_y, sr_y, crop_border=scale))
+        try:
+            out[name] = float(fn(hr_y, sr_y, crop_border=scale))
+        except ValueError as exc:
+            if not_computable is None:
+                raise
+            not_computable[name] = str(exc)
         if timings is not None:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
     return out

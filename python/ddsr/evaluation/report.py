@@ -18,6 +18,7 @@ __all__ = [
     "PRECISION",
     "Row",
     "table3_markdown",
+    "cell_mark",
     "ablation_markdown",
     "load_run",
     "combine_rows",
@@ -58,6 +59,23 @@ class Row:
     source: str = ""
 
 
+def cell_mark(cell, metric):
+    """What a table shows after a mean: ``" (4 of 5)"`` for a partial one (some images failed),
+    ``" †"`` for a modified set, ``""`` for a mean over the whole set. Marked means get no Δ."""
+    cell = cell or {}
+    mark = ""
+    counted = cell.get("partial", {}).get(metric)
+    if counted is not None:
+        mark += f" ({counted[0]} of {counted[1]})"
+    if cell.get("modified_set"):
+        mark += " †"
+    return mark
+
+
+def _mark(summary, set_name, scale, metric):
+    return cell_mark((summary or {}).get(set_name, {}).get(f"x{scale}"), metric)
+
+
 def _cell(summary, set_name, scale, metric):
     if not summary:
         return None
@@ -92,7 +110,8 @@ def _metrics_present(rows):
         for row in rows:
             if row.summary is None:
                 continue
-            if any(m in cell for by_scale in row.summary.values() for cell in by_scale.values()):
+            if any(m in cell or m in cell.get("partial", {})
+                   for by_scale in row.summary.values() for cell in by_scale.values()):
                 present.append(m)
                 break
     return present or list(pub.METRICS)
@@ -153,7 +172,7 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
     if title:
         lines += [title, ""]
     lines += [header, rule]
-    typo_marked = False
+    typo_marked = partial_marked = modified_marked = False
     for row in rows:
         first = True
         paper = pub.TABLE3.get(row.paper_row) if row.paper_row else None
@@ -167,14 +186,17 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
                 values = [_fmt(_cell(paper, st, sc, m), 2) for sc, st in columns]
                 lines.append(f"| {label} | {METRIC_LABELS[m]} | " + " | ".join(values) + " |")
                 continue
-            values = [_fmt(_cell(row.summary, st, sc, m), digits[m]) for sc, st in columns]
+            marks = [_mark(row.summary, st, sc, m) for sc, st in columns]
+            partial_marked = partial_marked or any(" of " in k for k in marks)
+            modified_marked = modified_marked or any("†" in k for k in marks)
+            values = [_fmt(_cell(row.summary, st, sc, m), digits[m]) + k for (sc, st), k in zip(columns, marks)]
             lines.append(f"| {label} | {METRIC_LABELS[m]} | " + " | ".join(values) + " |")
             if not (published and paper):
                 continue
             paper_cells, deltas = [], []
-            for sc, st in columns:
+            for (sc, st), marked in zip(columns, marks):
                 p = _cell(paper, st, sc, m)
-                c = _cell(row.summary, st, sc, m)
+                c = None if marked else _cell(row.summary, st, sc, m)  # a marked mean is not the paper's
                 mark = ""
                 if p is not None and (row.paper_row, st, f"x{sc}", m) in pub.KNOWN_TYPOS:
                     mark, typo_marked = "*", True
@@ -187,6 +209,12 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
              "(SRCNN/FSRCNN MATLAB protocol)."]
     if published and any(r.paper_row for r in rows):
         notes.append("`paper`: the DDSR paper's Table 3; `Δ`: computed − paper.")
+    if partial_marked:
+        notes.append("`(n of N)`: the mean over the n of the set's N images that could be measured "
+                     "(the others failed: see run.json); not comparable with the paper, so no Δ.")
+    if modified_marked:
+        notes.append("`†`: the set's files differ from datasets/registry.tsv (evaluated with "
+                     "--allow-modified-sets): not the paper's test set, so no Δ.")
     if typo_marked:
         for (method, st, sc, m), why in pub.KNOWN_TYPOS.items():
             notes.append(f"`*` {method} {st} {sc} {METRIC_LABELS[m]}: likely a misprint in the paper ({why}).")
@@ -251,7 +279,11 @@ def combine_rows(rows, tolerance=1e-6):
             for key, cell in by_scale.items():
                 have = target.summary.setdefault(set_name, {}).setdefault(key, {})
                 for m, v in cell.items():
-                    if m in have and abs(have[m] - v) > tolerance:
+                    if m in ("partial", "modified_set"):
+                        if m in have and have[m] != v:
+                            raise ValueError(f"{row.label} {set_name} {key}: {m} {have[m]} in {target.source} "
+                                             f"but {v} in {row.source}")
+                    elif m in have and abs(have[m] - v) > tolerance:
                         raise ValueError(f"{row.label} {set_name} {key} {m}: {have[m]} in {target.source} "
                                          f"but {v} in {row.source}")
                     have[m] = v
@@ -294,9 +326,10 @@ def ablation_markdown(table, results):
         cells = []
         for column in columns:
             got = results.get(column, {}).get(set_name, {})
-            parts = [_ablation_cell(got.get("psnr"), 2)]
+            marks = got.get("marks", {})
+            parts = [_ablation_cell(got.get("psnr"), 2) + marks.get("psnr", "")]
             if table == "table2":
-                parts.append(_ablation_cell(got.get("ssim"), 4))
+                parts.append(_ablation_cell(got.get("ssim"), 4) + marks.get("ssim", ""))
             parts.append(_ablation_cell(got.get("seconds"), 2))
             cells.append(" / ".join(parts))
         lines.append(f"| {set_name} | this run | " + " | ".join(cells) + " |")

@@ -3,7 +3,10 @@
 A folder holds:
 
 - ``summary.json`` -- ``{"Set5": {"x3": {"psnr": ..., "ssim": ..., "ifc": ...}}}``, the mean
-  of each metric over a set's images (nothing else at the top level);
+  of each metric over a set's images (nothing else at the top level). A cell whose mean covers
+  only some of the set's images also holds ``"partial": {metric: [n, N]}``; one of a registry
+  set that differs from the registry (``--allow-modified-sets``) holds ``"modified_set": true``.
+  Tables show such a mean as ``30.85 (4 of 5)`` or ``30.85 †``, without a difference to the paper;
 - ``per_image.csv`` -- one row per image and scale (:data:`CSV_FIELDS`);
 - ``run.json`` -- how it was made (label, the published row it compares with, models,
   settings, timings, errors, ``forward_ms_mean``);
@@ -37,7 +40,7 @@ BASELINE_DIR = "bicubic"
 IMAGES_DIR = "images"
 
 
-def summarize(records, metrics=METRIC_NAMES):
+def summarize(records, metrics=METRIC_NAMES, images=None, scales=None, modified_sets=()):
     """Mean of each metric per set and scale, in ``summary.json``'s form.
 
     Parameters
@@ -46,24 +49,45 @@ def summarize(records, metrics=METRIC_NAMES):
         Per-image records with ``set``, ``scale`` and metric keys.
     metrics : sequence of str
         Metrics to average; one absent from the records is left out.
+    images : dict, optional
+        ``{set: number of images}`` that were to be measured. With it, every set and scale
+        has a cell (even when no image could be measured), and a metric measured on fewer
+        images is marked ``"partial": {metric: [n, N]}``.
+    scales : sequence of int, optional
+        The scales evaluated (with ``images``; default: those of the records).
+    modified_sets : collection of str
+        Sets that differ from the registry: their cells get ``"modified_set": true``.
 
     Returns
     -------
     dict
-        ``{set: {"x<scale>": {metric: mean}}}``, sets and scales in first-seen order.
+        ``{set: {"x<scale>": {metric: mean, ...}}}``, sets and scales in first-seen order.
     """
+    records = list(records)
     groups = {}
+    if images is not None:
+        seen_scales = list(dict.fromkeys(int(r["scale"]) for r in records))
+        for set_name in images:
+            for s in (scales if scales is not None else seen_scales):
+                groups.setdefault(set_name, {}).setdefault(f"x{int(s)}", [])
     for rec in records:
         groups.setdefault(rec["set"], {}).setdefault(f"x{int(rec['scale'])}", []).append(rec)
     out = {}
     for set_name, by_scale in groups.items():
         out[set_name] = {}
         for key, recs in by_scale.items():
-            cell = {}
+            cell, partial = {}, {}
+            expected = None if images is None else images.get(set_name)
             for m in metrics:
                 values = [r[m] for r in recs if r.get(m) is not None]
                 if values:
                     cell[m] = float(np.mean(values))
+                if expected is not None and len(values) < expected:
+                    partial[m] = [len(values), int(expected)]
+            if partial:
+                cell["partial"] = partial
+            if set_name in modified_sets:
+                cell["modified_set"] = True
             out[set_name][key] = cell
     return out
 
@@ -81,13 +105,14 @@ def image_path(folder, set_name, scale, image_name):
     return Path(folder) / IMAGES_DIR / set_name / f"x{int(scale)}" / f"{image_name}.png"
 
 
-def write_results(folder, records, meta, metrics=METRIC_NAMES):
+def write_results(folder, records, meta, metrics=METRIC_NAMES, images=None, scales=None, modified_sets=()):
     """Write ``per_image.csv``, ``summary.json`` and ``run.json`` of one method, each atomically.
 
-    ``meta`` is written as ``run.json`` with ``forward_ms_mean`` added; returns the summary.
+    ``meta`` is written as ``run.json`` with ``forward_ms_mean`` added; returns the summary
+    (:func:`summarize`, with ``images``, ``scales`` and ``modified_sets``).
     """
     folder = Path(folder)
-    summary = summarize(records, metrics)
+    summary = summarize(records, metrics, images=images, scales=scales, modified_sets=modified_sets)
     write_csv_atomic(folder / PER_IMAGE_FILE, records, CSV_FIELDS)
     write_json_atomic(folder / SUMMARY_FILE, summary)
     write_json_atomic(folder / RUN_FILE, {**meta, "forward_ms_mean": mean_forward_ms(records)})

@@ -5,23 +5,24 @@ in order, so results do not depend on the number of workers.
 """
 
 import platform
+import signal
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 import ddsr
 
-from ..atomic import write_png_atomic, write_text_atomic
-from ..data.registry import list_set_images, sha256_file
+from ..atomic import check_replaceable, replacing_directory, write_png_atomic, write_text_atomic
+from ..data.registry import ModifiedSetError, list_set_images, modified_sets as registry_differences, sha256_file
 from ..matlab import imread
 from .deploy_net import EvalSettings, load_net, parse_deploy, resolve_settings, use_gpu
 from .metrics import METRIC_NAMES, check_metrics, measure
 from .protocol import BicubicUpscaler, ImageError, colour_output, prepare_image, to_uint8
 from .report import Row, table3_markdown
-from .results import BASELINE_DIR, TABLE_FILE, image_path, write_results
+from .results import BASELINE_DIR, RUN_FILE, TABLE_FILE, image_path, write_results
 from .upscaler import context_radius, load_upscaler
 
 __all__ = ["EvalResult", "evaluate", "DeployModel", "FolderResult", "evaluate_to_folder", "mean_quality"]
@@ -42,20 +43,34 @@ class EvalResult:
         Images that could not be evaluated, one message each.
     timings : dict
         Seconds spent per metric, and in ``"prepare"`` (reading, modcrop, LR).
+    not_computable : list of str
+        Metrics that could not be computed for an image whose other metrics were (IFC of an
+        image below its 72x72 minimum), one message each; the record lacks that metric.
     """
 
     records: list
     baseline: list
     errors: list
     timings: dict
+    not_computable: list = field(default_factory=list)
 
 
 def _measure_pair(hr_y, sr8, bicubic8, scale, metrics):
     """The metrics of an SR image and, optionally, of its bicubic baseline (a worker's task)."""
-    timings = {}
-    values = measure(hr_y, sr8, scale, metrics, timings)
-    base = measure(hr_y, bicubic8, scale, metrics, timings) if bicubic8 is not None else None
-    return values, base, timings
+    timings, skipped = {}, {}
+    values = measure(hr_y, sr8, scale, metrics, timings, not_computable=skipped)
+    if not values:  # nothing computable: the image fails as a whole
+        raise ValueError("; ".join(f"{m}: {why}" for m, why in skipped.items()))
+    base = (measure(hr_y, bicubic8, scale, metrics, timings, not_computable={})
+            if bicubic8 is not None else None)
+    return values, base, timings, skipped
+
+
+def _worker_start():
+    # Ctrl-C reaches the whole process group: the parent stops the pool, and a worker must not
+    # print a traceback of its own. Forked workers would also inherit the parent's handlers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class _Done:
@@ -150,7 +165,7 @@ class _Run:
         if jobs > 1:
             from concurrent.futures import ProcessPoolExecutor
 
-            self.executor = ProcessPoolExecutor(max_workers=jobs)
+            self.executor = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_start)
 
     def tick(self):
         if self.progress is not None:
@@ -195,13 +210,15 @@ class _Run:
         while len(self.pending) > keep:
             future, base, ms, bms, where = self.pending.pop(0)
             try:
-                values, bvalues, timings = future.result()
+                values, bvalues, timings, skipped = future.result()
             except ValueError as exc:  # e.g. too small for IFC's pyramid, or a flat image
                 result.errors.append(f"{where}: {exc}")
                 self.tick()
                 continue
             for k, v in timings.items():
                 result.timings[k] = result.timings.get(k, 0.0) + v
+            for m, why in skipped.items():
+                result.not_computable.append(f"{where}: {m} not computable: {why}")
             result.records.append({**base, **values, "forward_ms": ms})
             if bvalues is not None:
                 result.baseline.append({**base, **bvalues, "forward_ms": bms})
@@ -247,11 +264,12 @@ class FolderResult:
     table: str
     out: Path
     seconds: float
+    modified_sets: dict = field(default_factory=dict)
 
 
 def evaluate_to_folder(out, *, data_root, sets, scales, label, paper_row=None, models=None,
                        metrics=METRIC_NAMES, gpu=None, baseline=True, save_images=True, jobs=1,
-                       precision="paper", progress=True, command=None):
+                       precision="paper", progress=True, command=None, allow_modified_sets=False):
     """Evaluate bicubic or deploy nets and write the evaluation folder (``tools/eval.py``'s work).
 
     Parameters
@@ -277,6 +295,9 @@ def evaluate_to_folder(out, *, data_root, sets, scales, label, paper_row=None, m
         A progress bar over the images.
     command : list of str, optional
         The command that asked for this, recorded in ``run.json``.
+    allow_modified_sets : bool
+        Evaluate a registry test set whose files differ from the registry (missing, changed or
+        extra images): its means are marked ``modified_set`` and not compared with the paper.
 
     Returns
     -------
@@ -284,13 +305,29 @@ def evaluate_to_folder(out, *, data_root, sets, scales, label, paper_row=None, m
 
     Raises
     ------
+    ModifiedSetError
+        A registry set differs from the registry and ``allow_modified_sets`` is false.
+    FileExistsError, NotADirectoryError, PermissionError
+        ``out`` cannot become an evaluation folder (:func:`ddsr.atomic.check_replaceable`).
     ModelError, NetOutputError
         A net or its weights do not fit (checked for every scale before the first image).
+
+    Notes
+    -----
+    All of these before the first image. The folder is written aside and replaces ``out`` only
+    when complete, so an error or an interrupt leaves the previous one whole.
     """
     from tqdm import tqdm
 
     started = time.time()
     out = Path(out)
+    modified = registry_differences(data_root, sets)
+    if modified and not allow_modified_sets:
+        name, problems = next(iter(modified.items()))
+        raise ModifiedSetError(
+            f"{name} in {data_root} is not the registry's {name}: {'; '.join(problems)} (fetch it again with "
+            f"tools/fetch_datasets.py {name}, or give --allow-modified-sets to evaluate it as a modified set)")
+    check_replaceable(out, RUN_FILE, "an evaluation folder")
     if models:
         if gpu is not None:
             use_gpu(gpu)
@@ -303,36 +340,40 @@ def evaluate_to_folder(out, *, data_root, sets, scales, label, paper_row=None, m
         m = models[scale]
         return load_upscaler(m.deploy, m.weights, scale, label=label, **vars_of(m.settings))
 
-    def save_image(set_name, scale, image, sr8):
-        write_png_atomic(image_path(out, set_name, scale, image.name), colour_output(image, sr8))
-
     images = {s: len(list_set_images(data_root, s)) for s in sets}
-    with tqdm(total=sum(images.values()) * len(scales), unit="img", disable=not progress, file=sys.stderr) as bar:
-        result = evaluate(data_root, sets, scales, upscaler_for_scale, metrics=metrics,
-                          baseline=bool(models) and baseline, image_sink=save_image if save_images else None,
-                          progress=bar, jobs=jobs)
-    elapsed = time.time() - started
-    common = {"scales": list(scales), "sets": list(sets), "data_root": str(data_root), "metrics": list(metrics)}
-    meta = {
-        "name": label, "paper_row": paper_row, "method": "caffe" if models else "bicubic", **common,
-        "images": images,
-        "models": {f"x{s}": m.describe(s) for s, m in (models or {}).items()},
-        "device": f"gpu {gpu}" if gpu is not None else "cpu",
-        "timings_s": {k: round(v, 3) for k, v in result.timings.items()} | {"total": round(elapsed, 3)},
-        "errors": result.errors,
-        "command": list(command or []),
-        "versions": {"ddsr": ddsr.__version__, "python": platform.python_version(), "numpy": np.__version__},
-    }
-    summary = write_results(out, result.records, meta, metrics)
-    rows = [Row(label, summary, paper_row, str(out))]
-    if result.baseline:
-        base_summary = write_results(out / BASELINE_DIR, result.baseline,
-                                     {"name": "Bicubic", "paper_row": "Bicubic", "method": "bicubic", **common,
-                                      "baseline_of": label}, metrics)
-        rows.append(Row("Bicubic", base_summary, "Bicubic", str(out / BASELINE_DIR)))
-    table = table3_markdown(rows, precision=precision, title=f"## Table 3: {label}")
-    write_text_atomic(out / TABLE_FILE, table)
-    return FolderResult(result, table, out, elapsed)
+    with replacing_directory(out, sync=False) as folder:
+        def save_image(set_name, scale, image, sr8):
+            write_png_atomic(image_path(folder, set_name, scale, image.name), colour_output(image, sr8))
+
+        with tqdm(total=sum(images.values()) * len(scales), unit="img", disable=not progress,
+                  file=sys.stderr) as bar:
+            result = evaluate(data_root, sets, scales, upscaler_for_scale, metrics=metrics,
+                              baseline=bool(models) and baseline, image_sink=save_image if save_images else None,
+                              progress=bar, jobs=jobs)
+        elapsed = time.time() - started
+        common = {"scales": list(scales), "sets": list(sets), "data_root": str(data_root), "metrics": list(metrics),
+                  "images": images, "modified_sets": modified}
+        meta = {
+            "name": label, "paper_row": paper_row, "method": "caffe" if models else "bicubic", **common,
+            "models": {f"x{s}": m.describe(s) for s, m in (models or {}).items()},
+            "device": f"gpu {gpu}" if gpu is not None else "cpu",
+            "timings_s": {k: round(v, 3) for k, v in result.timings.items()} | {"total": round(elapsed, 3)},
+            "errors": result.errors,
+            "not_computable": result.not_computable,
+            "command": list(command or []),
+            "versions": {"ddsr": ddsr.__version__, "python": platform.python_version(), "numpy": np.__version__},
+        }
+        counts = dict(images=images, scales=scales, modified_sets=modified)
+        summary = write_results(folder, result.records, meta, metrics, **counts)
+        rows = [Row(label, summary, paper_row, str(out))]
+        if result.baseline:
+            base_summary = write_results(folder / BASELINE_DIR, result.baseline,
+                                         {"name": "Bicubic", "paper_row": "Bicubic", "method": "bicubic", **common,
+                                          "baseline_of": label}, metrics, **counts)
+            rows.append(Row("Bicubic", base_summary, "Bicubic", str(out / BASELINE_DIR)))
+        table = table3_markdown(rows, precision=precision, title=f"## Table 3: {label}", sets=sets, scales=scales)
+        write_text_atomic(folder / TABLE_FILE, table)
+    return FolderResult(result, table, out, elapsed, modified)
 
 
 def vars_of(settings):

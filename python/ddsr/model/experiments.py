@@ -181,6 +181,41 @@ class Experiment:
                               rebuild_hint=f"build it with tools/make_h5.py --experiment {self.name}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys, so a second experiment with the
+    name of an earlier one would silently replace it.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key; construct_mapping reports it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first})",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _one_line(exc):
+    """A YAML error as one line: the problem and where it is."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
 def load_experiments(path):
     """Read and validate an experiment file.
 
@@ -197,7 +232,8 @@ def load_experiments(path):
     Raises
     ------
     ValueError
-        If the file is not valid YAML or any setting is missing, unknown or out
+        If the file is not valid YAML, gives a key twice in one mapping (the
+        message names the line), or any setting is missing, unknown or out
         of range; the message names the file, the experiment and the key.
     """
     return parse_experiments(_read_document(path), source=str(path))
@@ -210,9 +246,9 @@ def _read_document(path):
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        raise ValueError(f"{path}: not valid YAML: {_one_line(exc)}") from None
 
 
 def parse_experiments(document, source="experiments.yaml"):

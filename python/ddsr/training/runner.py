@@ -16,19 +16,26 @@ once without a snapshot, which is what a diverged run needs.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..paths import relative_path, train_log_path
 from .log import TrainingLog, read_log
-from .snapshots import Snapshot, last_good_snapshot, newest_snapshot, quarantine_after, read_solver
+from .snapshots import (Snapshot, last_good_snapshot, list_snapshots, newest_resumable, newest_snapshot,
+                        quarantine_after, read_solver, snapshot_problem)
+
+# What Caffe logs before it writes each snapshot file, and its fatal line when a write fails.
+_SNAPSHOT_WRITE = re.compile(r"Snapshotting (?:solver state )?to (?:binary proto|HDF5) file (\S+)")
+_WRITE_FAILED = "SerializeToOstream"
 
 # --- the caffe tool -----------------------------------------------------------
 
@@ -167,7 +174,7 @@ def _progress_fields(log):
 
 
 def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=None,
-          progress=True, niceness=0, description=None, stream=None):
+          progress=True, niceness=0, description=None, stream=None, on_warning=None):
     """Run ``caffe train`` with progress, resuming and a watch on the loss.
 
     Parameters
@@ -196,6 +203,9 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
         Label of the progress bar (default: the solver's file stem).
     stream : file or None
         Also echo Caffe's output lines here (e.g. ``sys.stderr`` for ``--verbose``).
+    on_warning : callable or None
+        Called with a message for each newer snapshot that resuming passes over because it is
+        incomplete (:func:`ddsr.training.snapshots.snapshot_problem`); default ``warnings.warn``.
 
     Returns
     -------
@@ -210,7 +220,8 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
     TrainingInterrupted
         Ctrl-C: Caffe saves a snapshot at its current iteration first.
     TrainingError
-        Caffe exited with an error (its FATAL message is in the exception).
+        Caffe exited with an error (its FATAL message is in the exception); a snapshot that
+        could not be written is named, with the free space left where it goes.
     """
     workdir = Path(workdir)
     solver_path = Path(solver)
@@ -225,7 +236,12 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
     if os.sep in str(caffe):
         caffe = str(Path(caffe).resolve())  # Caffe runs in workdir; a relative tool path would break
 
-    start = newest_snapshot(info.snapshot_prefix, workdir) if resume else None
+    start, passed = newest_resumable(info.snapshot_prefix, workdir, info.type) if resume else (None, [])
+    for snap, problem in passed:
+        instead = f"iteration {start.iteration}" if start else "iteration 0"
+        message = (f"not resuming from {relative_path(snap.caffemodel, workdir).with_suffix('')}: {problem}; "
+                   f"resuming from {instead} instead")
+        (on_warning or warnings.warn)(message)
     if start is not None and start.iteration >= info.max_iter:
         return TrainingResult([], log_path, start.iteration, start.iteration, start,
                               read_log(log_path) if log_path.exists() else TrainingLog(), 0.0,
@@ -327,6 +343,43 @@ def _stream_caffe(command, workdir, log_path, max_iter, start_iteration, *, prog
             "returncode": process.returncode, "seconds": time.time() - began, "log_path": log_path}
 
 
+def _training_data(info, workdir):
+    """The HDF5 list files the solver's net reads, relative to ``workdir`` as Caffe opens them."""
+    from google.protobuf import text_format
+
+    from .snapshots import _caffe_pb2
+
+    net = _caffe_pb2().NetParameter()
+    try:
+        text_format.Merge((Path(workdir) / info.net).read_text(), net)
+    except (OSError, text_format.ParseError):
+        return []
+    return list(dict.fromkeys(layer.hdf5_data_param.source for layer in net.layer
+                              if layer.type == "HDF5Data" and layer.hdf5_data_param.source))
+
+
+def _nonfinite_data(sources, workdir):
+    """Lines naming the NaN and inf values in the databases (:func:`ddsr.data.h5.find_nonfinite`).
+
+    A database whose manifest says tools/make_h5.py checked it when writing is not read again.
+    """
+    from ..data import h5
+
+    found = []
+    for source in sources:
+        path = Path(workdir) / source
+        try:
+            if h5.read_manifest(path.parent).get("format", {}).get("finite") is True:
+                continue
+        except (OSError, ValueError):
+            pass
+        try:
+            found += h5.find_nonfinite(path, relative_to=workdir)
+        except (OSError, ValueError, KeyError) as exc:
+            found.append(f"{source}: cannot be read ({exc})")
+    return found
+
+
 def _raise_unless_done(run, result, solver, info, workdir):
     """The error for a run that diverged, was interrupted, failed or stopped short; nothing if done."""
     log, log_path = run["log"], run["log_path"]
@@ -344,15 +397,42 @@ def _raise_unless_done(run, result, solver, info, workdir):
             message += "No good snapshot to go back to. "
         if moved:
             message += f"Snapshots after it were renamed *.diverged ({len(moved)} files). "
-        message += f"Lower base_lr in {solver} (now {info.base_lr:g}) and train again. Log: {log_path}"
+        sources = _training_data(info, workdir)
+        bad_data = _nonfinite_data(sources, workdir)
+        if bad_data:
+            message += (f"The cause is the training data holds NaN or inf, not the learning rate: "
+                        f"{'; '.join(bad_data)}. Rebuild it (tools/make_h5.py never writes one). Log: {log_path}")
+        else:
+            checked = f" (the training data {', '.join(sources)} holds finite values only)" if sources else ""
+            message += f"Lower base_lr in {solver} (now {info.base_lr:g}) and train again{checked}. Log: {log_path}"
         raise TrainingDiverged(message, iteration, good)
     if run["interrupted"]:
         newest = result.snapshot
         where = f"snapshot {relative_path(newest.solverstate, workdir)}" if newest else "no snapshot"
         raise TrainingInterrupted(f"interrupted at iteration {result.final_iteration}; {where}; "
                                   f"run the same command again to resume. Log: {log_path}")
+    if run["returncode"] != 0 and log.fatal and _WRITE_FAILED in log.fatal:
+        written = [m.group(1) for m in map(_SNAPSHOT_WRITE.search, run["tail"]) if m]
+        _raise_write_failed(Path(written[-1]) if written else Path(info.snapshot_prefix), workdir, log_path)
     if run["returncode"] != 0:
         reason = log.fatal or (run["tail"][-1] if run["tail"] else "no output")
         raise TrainingError(f"`{plain}` failed (exit status {run['returncode']}): {reason}. Log: {log_path}")
     if not log.done:
         raise TrainingError(f"`{plain}` ended without 'Optimization Done.'. Log: {log_path}")
+    # Caffe checks only that serialising succeeded: a snapshot small enough for the stream's
+    # buffer is written when the file is closed, unchecked, and a full disk leaves it empty.
+    for snap in list_snapshots(info.snapshot_prefix, workdir):
+        if snap.iteration in log.snapshots and snapshot_problem(snap, info.type) is not None:
+            broken = snap.solverstate if snap.solverstate is not None else snap.caffemodel
+            _raise_write_failed(relative_path(broken, workdir), workdir, log_path)
+
+
+def _raise_write_failed(path, workdir, log_path):
+    """The error for a snapshot Caffe could not write whole, with the free space where it goes."""
+    folder = (path if path.is_absolute() else Path(workdir) / path).parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free in {folder}"
+    except OSError:
+        free = f"free space in {folder} unknown"
+    raise TrainingError(f"could not write snapshot {path}: disk full? ({free}); running the same command "
+                        f"again resumes from the newest complete snapshot. Log: {log_path}")

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["SolverInfo", "Snapshot", "read_solver", "list_snapshots", "newest_snapshot",
-           "weights_are_finite", "remove_snapshots", "quarantine_after", "last_good_snapshot"]
+           "snapshot_problem", "newest_resumable", "weights_are_finite", "remove_snapshots",
+           "quarantine_after", "last_good_snapshot"]
+
+# Solvers whose state holds two history blobs per learnable blob (Caffe's AdamPreSolve and
+# AdaDeltaPreSolve add a second set); the others hold one.
+_TWO_HISTORIES = ("Adam", "AdaDelta")
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,59 @@ def newest_snapshot(prefix, workdir=".", resumable=True):
     """The snapshot with the highest iteration (one with a solverstate if ``resumable``), or None."""
     snaps = [s for s in list_snapshots(prefix, workdir) if s.solverstate or not resumable]
     return snaps[-1] if snaps else None
+
+
+def snapshot_problem(snap, solver_type="SGD"):
+    """Why Caffe could not resume from a snapshot, or None when it can.
+
+    Both files must be there and parse, and the solver state must hold as many history blobs as
+    Caffe's ``RestoreSolverStateFromBinaryProto`` checks for: one per learnable blob of the
+    weights (two for Adam and AdaDelta). A disk full while Caffe wrote the snapshot leaves an
+    empty or cut-off file that fails one of these; Caffe itself would only say "Incorrect
+    length of history blobs" and stop.
+    """
+    from google.protobuf.message import DecodeError
+
+    caffe_pb2 = _caffe_pb2()
+    if snap.solverstate is None or not Path(snap.solverstate).is_file():
+        return "it has no .solverstate"
+    net = caffe_pb2.NetParameter()
+    try:
+        net.ParseFromString(Path(snap.caffemodel).read_bytes())
+    except (OSError, DecodeError, RuntimeError) as exc:
+        return f"{Path(snap.caffemodel).name} cannot be read (cut off? {exc})"
+    blobs = sum(len(layer.blobs) for layer in list(net.layer) + list(net.layers))
+    if blobs == 0:
+        return f"{Path(snap.caffemodel).name} holds no weights ({Path(snap.caffemodel).stat().st_size} bytes)"
+    state = caffe_pb2.SolverState()
+    size = Path(snap.solverstate).stat().st_size
+    try:
+        state.ParseFromString(Path(snap.solverstate).read_bytes())
+    except (OSError, DecodeError, RuntimeError) as exc:
+        return f"{Path(snap.solverstate).name} cannot be read ({size} bytes: cut off? {exc})"
+    needed = blobs * (2 if solver_type in _TWO_HISTORIES else 1)
+    if len(state.history) != needed:
+        return (f"{Path(snap.solverstate).name} holds {len(state.history)} history blobs, the net "
+                f"{needed} ({size} bytes: an incomplete write?)")
+    return None
+
+
+def newest_resumable(prefix, workdir=".", solver_type="SGD"):
+    """The newest snapshot Caffe can resume from, and the newer ones it cannot, with why.
+
+    Returns
+    -------
+    (Snapshot or None, list of (Snapshot, str))
+        The snapshot to resume from (None: start at iteration 0), and each newer one passed
+        over with :func:`snapshot_problem`'s reason, newest first.
+    """
+    passed = []
+    for snap in reversed(list_snapshots(prefix, workdir)):
+        problem = snapshot_problem(snap, solver_type)
+        if problem is None:
+            return snap, passed
+        passed.append((snap, problem))
+    return None, passed
 
 
 def weights_are_finite(caffemodel):

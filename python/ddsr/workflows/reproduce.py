@@ -15,7 +15,7 @@ import time
 from ..data import database
 from ..data.fetch import fetch_set
 from ..evaluation import published as pub
-from ..evaluation.report import ablation_markdown, combine_rows, load_run, table3_markdown
+from ..evaluation.report import ablation_markdown, cell_mark, combine_rows, load_run, table3_markdown
 from ..evaluation.results import read_eval_folder
 from ..evaluation.run import DeployModel, evaluate_to_folder
 from ..atomic import write_text_atomic
@@ -115,9 +115,16 @@ def x3_means(folder):
     seconds None without one), in the form :func:`ddsr.evaluation.report.ablation_markdown` takes.
     """
     run = read_eval_folder(folder)
-    return {set_name: {"psnr": cell["x3"].get("psnr"), "ssim": cell["x3"].get("ssim"),
-                       "seconds": run.forward_seconds(set_name, 3)}
-            for set_name, cell in run.summary.items() if "x3" in cell}
+    means = {}
+    for set_name, cell in run.summary.items():
+        if "x3" not in cell:
+            continue
+        means[set_name] = {"psnr": cell["x3"].get("psnr"), "ssim": cell["x3"].get("ssim"),
+                           "seconds": run.forward_seconds(set_name, 3)}
+        marks = {m: cell_mark(cell["x3"], m) for m in ("psnr", "ssim") if cell_mark(cell["x3"], m)}
+        if marks:  # a partial mean, or a modified set: shown as such
+            means[set_name]["marks"] = marks
+    return means
 
 
 def data_sets(experiments):
