@@ -92,5 +92,5 @@ bench: setup data ## Run the benchmarks and rewrite docs/benchmarks.md
 check-cuda: venv ## Compile and link Caffe with CUDA and cuDNN (needs nvcc, no GPU); CUDA_ARCH="90" for fewer architectures, CUDNN=0 without cuDNN
 	tools/check_cuda_build.sh --python $(PY) --jobs $(JOBS) $(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)") $(if $(filter 0,$(CUDNN)),--no-cudnn)
 
-check-gpu: setup ## On a machine with an NVIDIA GPU and the CUDA build: CPU/GPU parity, timings, report (reports/gpu/); exits 2 without a GPU
-	$(PY) tools/check_gpu.py --out reports/gpu
+check-gpu: venv ## With an NVIDIA GPU and the CUDA build (setup CUDA=1): CPU/GPU parity, timings, reports/gpu/report.md; exit 2 without a GPU
+	@$(PY) tools/check_gpu.py --out reports/gpu
