@@ -327,3 +327,27 @@ def test_library_versions_of_a_cpu_build_say_not_linked(caffe_tool):
     if versions["cudart"][0] is not None:
         pytest.skip("the venv's Caffe is a CUDA build")
     assert versions == {"cudart": (None, None), "cudnn": (None, None)}
+
+
+# --- carrying the CUDA build to a GPU machine ----------------------------------------------------
+
+
+def test_bundle_refuses_a_build_without_cuda(tmp_path, caffe_tool):
+    prefix = Path(caffe_tool).resolve().parents[1]  # the venv's Caffe: bin/caffe, lib/
+    done = subprocess.run(["bash", str(REPO / "tools" / "gpu_bundle.sh"), "--from", str(prefix),
+                           "--out", str(tmp_path / "b")], capture_output=True, text=True)
+    if "libcudart" in subprocess.run(["ldd", caffe_tool], capture_output=True, text=True).stdout:
+        pytest.skip("the venv's Caffe is a CUDA build")
+    assert done.returncode != 0
+    assert "not a CUDA build" in done.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_device_script_without_a_bundle_says_so(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "tools").mkdir(parents=True)
+    shutil.copy(REPO / "tools" / "gpu_device_check.sh", repo / "tools")
+    done = subprocess.run(["bash", str(repo / "tools" / "gpu_device_check.sh"), str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "no .gpu-bundle/caffe-bundle.tar.xz" in done.stderr

@@ -71,7 +71,7 @@ tar -cJf "$OUT/caffe-bundle.tar.xz.tmp" -C "$STAGE" bin lib
 mv "$OUT/caffe-bundle.tar.xz.tmp" "$OUT/caffe-bundle.tar.xz"
 {
   echo "caffe-bundle.tar.xz: the CUDA build of Caffe from $FROM, packed $(date -u +%F) by tools/gpu_bundle.sh"
-  echo "needs on the GPU machine: glibc with $glibc, the NVIDIA driver, and (LD_LIBRARY_PATH)"
+  echo "needs on the GPU machine: glibc with $glibc, the NVIDIA driver, and these (LD_LIBRARY_PATH):"
   ldd "$TOOL" | awk '{print $1}' | grep -E "$provided" | grep -vE '^(linux-vdso|ld-linux|libc|libm|libpthread|libdl|librt|libresolv)\.' | sed 's/^/  /'
   echo "packed:"
   (cd "$STAGE" && find bin lib -type f -printf '  %p %s\n' | sort)

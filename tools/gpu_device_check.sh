@@ -17,6 +17,7 @@ die() { echo "gpu_device_check: $*" >&2; exit 1; }
 mkdir -p "$RESULTS"
 
 CAFFE_DIR="$(mktemp -d /tmp/ddsr-caffe-bundle.XXXXXX)"
+trap 'rm -rf "$CAFFE_DIR"' EXIT
 tar -xJf "$BUNDLE" -C "$CAFFE_DIR"
 
 # CUDA's libraries: python3's NVIDIA wheels, then the toolkit's and the system's folders.
