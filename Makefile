@@ -6,16 +6,21 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
-# `make setup CUDA=1 [CUDA_ARCH=...]` is remembered here, so that later targets (which all
-# run setup first) keep using that build instead of building the CPU one.
+# `make setup CUDA=1 [CUDA_ARCH=...] [CUDNN=0|1] [CUDA_LIBS=...]` is remembered here, so that
+# later targets (which all run setup first) keep using that build instead of building the CPU one.
+# CUDNN: empty = cuDNN >= 8 when found, 0 = without it, 1 = required.
 -include $(VENV)/.ddsr-caffe-options
 CUDA   ?= 0
 CUDA_ARCH ?=
+CUDNN ?=
+CUDA_LIBS ?=
 
+CUDNN_ARGS := $(if $(filter 0,$(CUDNN)),--no-cudnn) $(if $(filter 1,$(CUDNN)),--cudnn)
 INSTALL_CAFFE_ARGS := --python $(PY) --venv $(VENV) --jobs $(JOBS) \
-	$(if $(filter 1,$(CUDA)),--cuda) $(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)")
+	$(if $(filter 1,$(CUDA)),--cuda $(CUDNN_ARGS) $(if $(CUDA_LIBS),--cuda-libs "$(CUDA_LIBS)")) \
+	$(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)")
 
-.PHONY: help setup venv caffe demo test nets check-nets data h5 reproduce reproduce-ablations official baselines eval-bicubic bench check-cuda
+.PHONY: help setup venv caffe demo test nets check-nets data h5 reproduce reproduce-ablations official baselines eval-bicubic bench check-cuda check-gpu
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -31,7 +36,7 @@ $(VENV)/.ddsr-requirements: requirements.txt pyproject.toml
 
 caffe: venv
 	@tools/install_caffe.sh $(INSTALL_CAFFE_ARGS)
-	@printf 'CUDA ?= %s\nCUDA_ARCH ?= %s\n' '$(CUDA)' '$(CUDA_ARCH)' > $(VENV)/.ddsr-caffe-options
+	@printf 'CUDA ?= %s\nCUDA_ARCH ?= %s\nCUDNN ?= %s\nCUDA_LIBS ?= %s\n' '$(CUDA)' '$(CUDA_ARCH)' '$(CUDNN)' '$(CUDA_LIBS)' > $(VENV)/.ddsr-caffe-options
 
 # GPU=N trains on GPU N (a CUDA build: `make setup CUDA=1`); DATA=DIR reads the set folders from DIR.
 GPU ?=
@@ -84,5 +89,8 @@ bench: setup data ## Run the benchmarks and rewrite docs/benchmarks.md
 	$(PY) bench/bench_eval.py --data-root data
 	$(PY) bench/bench_ifc.py
 
-check-cuda: venv ## Compile and link Caffe with CUDA (needs nvcc, no GPU); CUDA_ARCH="90" for fewer architectures
-	tools/check_cuda_build.sh --python $(PY) --jobs $(JOBS) $(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)")
+check-cuda: venv ## Compile and link Caffe with CUDA and cuDNN (needs nvcc, no GPU); CUDA_ARCH="90" for fewer architectures, CUDNN=0 without cuDNN
+	tools/check_cuda_build.sh --python $(PY) --jobs $(JOBS) $(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)") $(if $(filter 0,$(CUDNN)),--no-cudnn)
+
+check-gpu: venv ## With an NVIDIA GPU and the CUDA build (setup CUDA=1): CPU/GPU parity, timings, reports/gpu/report.md; exit 2 without a GPU
+	@$(PY) tools/check_gpu.py --out reports/gpu

@@ -3,7 +3,9 @@
 A stand-in ``nvcc`` that answers ``--version`` and ``--list-gpu-arch`` like
 CUDA 13.0 (whose oldest architecture is sm_75, as NVIDIA's release notes and the
 real nvcc 13.0 here say) or CUDA 12.9 (oldest sm_50) lets ``--print-prefix``
-show which architectures a build would be made for: the cache key names them.
+show which architectures a build would be made for, and stand-in cuDNN folders
+(a ``cudnn_version.h`` and a ``libcudnn.so.9``, laid out as NVIDIA's pip wheel
+``nvidia-cudnn-cu13`` is) whether cuDNN would be used: the cache key names both.
 The compile and link themselves are checked by ``make check-cuda``
 (tools/check_cuda_build.sh; its output is in docs/cuda.md).
 """
@@ -27,7 +29,7 @@ ARCHS = {
 
 
 def fake_toolkit(root, release):
-    (root / "bin").mkdir(parents=True)
+    (root / "bin").mkdir(parents=True, exist_ok=True)
     listing = "".join(f"compute_{a}\\n" for a in ARCHS[release]) if ARCHS[release] else ""
     list_arch = f"printf '{listing}'" if listing else "echo 'nvcc fatal: unknown option' >&2; exit 1"
     nvcc = root / "bin" / "nvcc"
@@ -54,7 +56,23 @@ def prefix(tmp_path, release, *options):
 def variant(done):
     assert done.returncode == 0, done.stderr
     name = Path(done.stdout.strip()).name
-    return name.split("-r")[1].split("-py")[0]  # caffe-<version>-r<recipe>-<variant>-py...
+    return name.split("-r", 1)[1].split("-", 1)[1].split("-py")[0]  # caffe-<version>-r<recipe>-<variant>-py...
+
+
+def fake_cudnn(root, major=9, minor=13, patch=0, version_header=True):
+    """A cuDNN folder as NVIDIA's wheels lay it out: include/cudnn_version.h, lib/libcudnn.so.N
+    (cuDNN 7 and older: the version in cudnn.h)."""
+    (root / "include").mkdir(parents=True)
+    (root / "lib").mkdir()
+    header = "cudnn_version.h" if version_header else "cudnn.h"
+    (root / "include" / header).write_text(
+        f"#define CUDNN_MAJOR {major}\n#define CUDNN_MINOR {minor}\n#define CUDNN_PATCHLEVEL {patch}\n")
+    (root / "lib" / f"libcudnn.so.{major}").write_text("")
+    return root
+
+
+def system_has_cudnn():
+    return any(Path(d, "cudnn_version.h").exists() for d in ("/usr/include", "/usr/include/x86_64-linux-gnu"))
 
 
 @pytest.mark.parametrize("release, expected", [
@@ -63,7 +81,7 @@ def variant(done):
     ("10.2", "cuda10.2-sm70_80_86_90"),   # a toolkit that cannot list its archs: left as asked
 ])
 def test_default_architectures_follow_the_toolkit(tmp_path, release, expected):
-    assert variant(prefix(tmp_path, release)).endswith(expected)
+    assert variant(prefix(tmp_path, release, "--no-cudnn")) == expected + "-nocudnn"
 
 
 def test_cpu_and_cuda_builds_have_different_cache_folders(tmp_path):
@@ -77,7 +95,7 @@ def test_cpu_and_cuda_builds_have_different_cache_folders(tmp_path):
 
 
 def test_explicit_architectures_are_sorted_and_deduplicated(tmp_path):
-    assert variant(prefix(tmp_path, "13.0", "--cuda-arch", "90  80 90")).endswith("-sm80_90")
+    assert variant(prefix(tmp_path, "13.0", "--cuda-arch", "90  80 90", "--no-cudnn")).endswith("-sm80_90-nocudnn")
 
 
 def test_an_architecture_the_toolkit_cannot_build_is_an_error(tmp_path):
@@ -111,3 +129,50 @@ def test_check_script_without_nvcc_says_so(tmp_path):
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode != 0
     assert "no nvcc" in done.stderr
+
+
+def test_cudnn_8_or_newer_is_used_and_named_in_the_cache_key(tmp_path):
+    cudnn = fake_cudnn(tmp_path / "wheels" / "nvidia" / "cudnn")
+    done = prefix(tmp_path, "13.0", "--cuda-arch", "90", "--cuda-libs", str(cudnn))
+    assert variant(done) == "cuda13.0-sm90-cudnn9.13"
+    off = prefix(tmp_path, "13.0", "--cuda-arch", "90", "--cuda-libs", str(cudnn), "--no-cudnn")
+    assert variant(off) == "cuda13.0-sm90-nocudnn"
+    assert Path(done.stdout.strip()).parent == Path(off.stdout.strip()).parent
+
+
+def test_a_cudnn_older_than_8_is_not_used(tmp_path):
+    old = fake_cudnn(tmp_path / "cudnn7", major=7, minor=6, patch=5, version_header=False)
+    required = prefix(tmp_path, "13.0", "--cuda-arch", "90", "--cuda-libs", str(old), "--cudnn")
+    assert required.returncode != 0
+    assert "cuDNN 7" in required.stderr and "older than 8" in required.stderr
+    if not system_has_cudnn():
+        assert variant(prefix(tmp_path, "13.0", "--cuda-arch", "90", "--cuda-libs", str(old))).endswith("-nocudnn")
+
+
+@pytest.mark.skipif(system_has_cudnn(), reason="this machine has a cuDNN in /usr")
+def test_cudnn_required_but_missing_is_an_error(tmp_path):
+    done = prefix(tmp_path, "13.0", "--cuda-arch", "90", "--cudnn")
+    assert done.returncode != 0
+    assert "--cudnn: no cuDNN" in done.stderr
+
+
+def test_cudnn_options_need_cuda(tmp_path):
+    done = subprocess.run([str(INSTALL), "--python", sys.executable, "--no-cudnn", "--print-prefix"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "go with --cuda" in done.stderr
+
+
+def test_check_script_pins_the_cudnn_wheel_and_the_symbols_it_checks():
+    done = subprocess.run([str(CHECK), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "nvidia-cudnn-cu13==9." in done.stdout
+    for symbol in ("cudnnGetConvolutionForwardAlgorithm_v7", "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
+                   "cudnnGetConvolutionBackwardDataAlgorithm_v7", "cudnnSetConvolutionMathType"):
+        assert symbol in done.stdout
+
+
+def test_ci_runs_the_cudnn_variant_of_the_check(repo_root=REPO):
+    ci = (repo_root / ".ci" / "run").read_text()
+    check = [line for line in ci.splitlines() if "check-cuda" in line and not line.lstrip().startswith("#")]
+    assert check and all("CUDNN=0" not in line for line in check)

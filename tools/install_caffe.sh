@@ -18,7 +18,7 @@ declare -A SOURCE_SHA256=(
   ["caffe_1.0.0+git20180821.99bd997-8.dsc"]="c492f4893fc1ba1fb514b2d9b4763bc78dc93571ea24adc6e604eccbb93cdd64"
 )
 # Bump when the patches or the CMake options change, so old builds are not reused.
-BUILD_RECIPE=1
+BUILD_RECIPE=3
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/cuda_toolkit.sh"
@@ -51,19 +51,24 @@ Options:
                      \$DDSR_CAFFE_CACHE/<key> (default cache root:
                      \${XDG_CACHE_HOME:-~/.cache}/ddsr-caffe).
   --jobs N           Parallel compile jobs (default: number of cores).
-  --cuda             Build with CUDA (cuBLAS, cuRAND; cuDNN and NCCL when present).
+  --cuda             Build with CUDA (cuBLAS, cuRAND; cuDNN >= 8 and NCCL when
+                     present).
+  --cudnn            With --cuda: require cuDNN >= 8 (an error without it).
+  --no-cudnn         With --cuda: build without cuDNN even when it is there
+                     (Caffe's own CUDA convolutions: im2col + cuBLAS).
   --cuda-arch LIST   CUDA architectures, e.g. "70 80 86 90" (default); PTX of
                      the highest is embedded for newer GPUs. The default keeps
                      those the toolkit supports and replaces older ones by its
                      oldest (CUDA 13 dropped sm_70: "75 80 86 90" there).
   --cuda-root DIR    CUDA toolkit (default: \$CUDA_HOME or the one holding nvcc).
   --cuda-libs DIRS   Colon-separated folders, each with include/ and lib/, that
-                     add cuBLAS, cuRAND (and NCCL) to a toolkit without them,
-                     e.g. NVIDIA's pip wheels nvidia-cublas, nvidia-curand,
-                     nvidia-nccl-cu13 installed with pip --target T:
-                     T/nvidia/cu13:T/nvidia/nccl.
+                     add cuBLAS, cuRAND (and NCCL, cuDNN) to a toolkit without
+                     them, e.g. NVIDIA's pip wheels nvidia-cublas, nvidia-curand,
+                     nvidia-nccl-cu13, nvidia-cudnn-cu13 installed with pip
+                     --target T: T/nvidia/cu13:T/nvidia/nccl:T/nvidia/cudnn.
   --compile-only     Build and link, but neither install nor link into a venv
                      (the CUDA compile check on machines without a GPU).
+  --configure-only   Like --compile-only, but stop after CMake's configure.
   --build-dir DIR    With --compile-only: build in DIR (new or empty) and keep
                      it for inspection (default: a temporary folder, removed).
   --no-apt           Do not install Debian packages (they must be present).
@@ -84,7 +89,7 @@ say() { echo "install_caffe: $*" >&2; }
 
 PYTHON=python3 VENV="" PREFIX="" JOBS="$(nproc 2>/dev/null || echo 2)" CUDA=0
 CUDA_ARCH="70 80 86 90" CUDA_ARCH_DEFAULT=1 CUDA_ROOT="${CUDA_HOME:-}" CUDA_LIBS="" BUILD_DIR=""
-COMPILE_ONLY=0 APT=1 LOG="" PRINT_PREFIX=0
+COMPILE_ONLY=0 CONFIGURE_ONLY=0 CUDNN_WANTED=auto APT=1 LOG="" PRINT_PREFIX=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --python) PYTHON="$2"; shift 2 ;;
@@ -92,10 +97,13 @@ while [ $# -gt 0 ]; do
     --prefix) PREFIX="$2"; shift 2 ;;
     --jobs) JOBS="$2"; shift 2 ;;
     --cuda) CUDA=1; shift ;;
+    --cudnn) CUDNN_WANTED=yes; shift ;;
+    --no-cudnn) CUDNN_WANTED=no; shift ;;
     --cuda-arch) CUDA_ARCH="$2"; CUDA_ARCH_DEFAULT=0; shift 2 ;;
     --cuda-root) CUDA_ROOT="$2"; shift 2 ;;
     --cuda-libs) CUDA_LIBS="$2"; shift 2 ;;
     --compile-only) COMPILE_ONLY=1; shift ;;
+    --configure-only) COMPILE_ONLY=1 CONFIGURE_ONLY=1; shift ;;
     --build-dir) BUILD_DIR="$2"; shift 2 ;;
     --no-apt) APT=0; shift ;;
     --log) LOG="$2"; shift 2 ;;
@@ -106,6 +114,7 @@ while [ $# -gt 0 ]; do
 done
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs takes a positive integer, not '$JOBS'"
 [ -z "$BUILD_DIR" ] || [ "$COMPILE_ONLY" = 1 ] || die "--build-dir goes with --compile-only (an installed build is made in the cache)"
+[ "$CUDNN_WANTED" = auto ] || [ "$CUDA" = 1 ] || die "--cudnn and --no-cudnn go with --cuda"
 
 # --- Link an existing build into a venv ---------------------------------------
 site_packages() {
@@ -149,6 +158,7 @@ EOF
 [ "$NUMPY_MAJOR" != none ] || die "$PYTHON has no numpy; pycaffe is built against it (run make setup, or pip install numpy)"
 
 CACHE_ROOT="${DDSR_CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddsr-caffe}"
+MULTIARCH="$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
 if [ "$CUDA" = 1 ]; then
   locate_cuda_toolkit || die "--cuda: $CUDA_PROBLEM"
   # Each toolkit builds for its own range of GPUs (CUDA 13 starts at sm_75);
@@ -167,6 +177,21 @@ if [ "$CUDA" = 1 ]; then
     CUDA_ARCH="$(echo $archs | tr ' ' '\n' | sort -nu | tr '\n' ' ' | sed 's/ $//')"
   fi
   VARIANT="cuda${CUDA_VER}-sm$(echo "$CUDA_ARCH" | tr ' ' '_')"
+  # cuDNN >= 8 (the patched convolution layers use its API): in the toolkit,
+  # in --cuda-libs, or the system's.
+  CUDNN_DIRS=("$CUDA_ROOT")
+  [ -z "$CUDA_LIBS" ] || IFS=: read -r -a cudnn_libs_dirs <<< "$CUDA_LIBS"
+  CUDNN_DIRS+=(${cudnn_libs_dirs[@]+"${cudnn_libs_dirs[@]}"})
+  CUDNN=OFF
+  if [ "$CUDNN_WANTED" = no ]; then
+    CUDNN_WHY="off (--no-cudnn)"
+  elif locate_cudnn "$MULTIARCH" "${CUDNN_DIRS[@]}"; then
+    CUDNN=ON CUDNN_WHY="$CUDNN_VER ($CUDNN_HEADER, $CUDNN_LIBRARY)"
+  else
+    [ "$CUDNN_WANTED" = auto ] || die "--cudnn: $CUDNN_PROBLEM"
+    CUDNN_WHY="off: $CUDNN_PROBLEM"
+  fi
+  if [ "$CUDNN" = ON ]; then VARIANT="$VARIANT-cudnn${CUDNN_VER%.*}"; else VARIANT="$VARIANT-nocudnn"; fi
 else
   VARIANT="cpu"
 fi
@@ -195,7 +220,6 @@ EOF
   [ "$APT" = 0 ] || exit 1
 fi
 
-MULTIARCH="$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
 missing_packages() {
   local p
   for p in "${APT_BUILD_PACKAGES[@]}"; do
@@ -355,10 +379,17 @@ if [ "$CUDA" = 1 ]; then
     [ -e "$CUDA_LIBDIR/lib$lib.so" ] || [ -e "/usr/lib/$MULTIARCH/lib$lib.so" ] \
       || die "--cuda: no lib$lib.so in $CUDA_LIBDIR or /usr/lib/$MULTIARCH; install cuBLAS and cuRAND with the toolkit or pass --cuda-libs"
   done
-  # cuDNN: Caffe 1.0 uses the v7 API (cudnnGetConvolutionForwardAlgorithm, removed in v8).
-  CUDNN=OFF
-  hdr="$(ls "$CUDA_ROOT"/include/cudnn_version.h "$CUDA_ROOT"/include/cudnn.h /usr/include/cudnn_version.h /usr/include/cudnn.h 2>/dev/null | head -n1 || true)"
-  if [ -n "$hdr" ] && grep -q "define CUDNN_MAJOR 7" "$hdr"; then CUDNN=ON; fi
+  CUDNN_ARGS=()
+  if [ "$CUDNN" = ON ]; then
+    # Found before --cuda-libs were merged into one toolkit (for the cache key); the
+    # merged toolkit has it under the unversioned library name the linker wants.
+    if [ -n "$CUDA_LIBS" ] && [ -e "$CUDA_ROOT/include/cudnn_version.h" ] && [ -e "$CUDA_LIBDIR/libcudnn.so" ]; then
+      CUDNN_ARGS=(-DCUDNN_INCLUDE="$CUDA_ROOT/include" -DCUDNN_LIBRARY="$CUDA_LIBDIR/libcudnn.so")
+    else
+      CUDNN_ARGS=(-DCUDNN_INCLUDE="$(dirname "$CUDNN_HEADER")" -DCUDNN_LIBRARY="$CUDNN_LIBRARY")
+    fi
+  fi
+  say "cuDNN: $CUDNN_WHY"
   # NCCL (multi-GPU training) needs its development files: nccl.h and libnccl.so.
   NCCL=OFF NCCL_ARGS=()
   if [ -e "$CUDA_LIBDIR/libnccl.so" ] && [ -e "$CUDA_ROOT/include/nccl.h" ]; then
@@ -370,7 +401,7 @@ if [ "$CUDA" = 1 ]; then
   say "CUDA $CUDA_VER at $CUDA_ROOT, architectures: $CUDA_ARCH (cuDNN: $CUDNN, NCCL: $NCCL)"
   highest="$(echo "$CUDA_ARCH" | tr ' ' '\n' | sort -n | tail -n1)"
   CMAKE_ARGS+=(
-    -DCPU_ONLY=OFF -DUSE_CUDNN="$CUDNN" -DUSE_NCCL="$NCCL"
+    -DCPU_ONLY=OFF -DUSE_CUDNN="$CUDNN" -DUSE_NCCL="$NCCL" ${CUDNN_ARGS[@]+"${CUDNN_ARGS[@]}"}
     -DCUDA_TOOLKIT_ROOT_DIR="$CUDA_ROOT"
     -DCUDA_ARCH_NAME=Manual -DCUDA_ARCH_BIN="$CUDA_ARCH" -DCUDA_ARCH_PTX="$highest"
     ${NCCL_ARGS[@]+"${NCCL_ARGS[@]}"}
@@ -380,6 +411,10 @@ else
 fi
 { echo "# cmake ${CMAKE_ARGS[*]}"; } >>"$LOG"
 run "cmake configure" cmake -S "$WORK/src" -B "$WORK/build" "${CMAKE_ARGS[@]}" ${DDSR_CAFFE_CMAKE_EXTRA:-}
+if [ "$CONFIGURE_ONLY" = 1 ]; then
+  say "configure done: $WORK/build (not built: --configure-only)"
+  exit 0
+fi
 run "compile (make -j$JOBS)" make -C "$WORK/build" -j"$JOBS"
 if [ "$COMPILE_ONLY" = 1 ]; then
   say "compile-and-link done: $WORK/build/tools/caffe, $WORK/build/lib/_caffe.so (not installed: --compile-only)"
