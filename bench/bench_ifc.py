@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark ddsr.ifc.ifc: time per image on a 512x512 and a BSD200-sized (481x321) image.
+"""Benchmark ddsr.evaluation.ifc.ifc: time per image on a 512x512 and a BSD200-sized (481x321) image.
 
 The images are real when the shared image sets are found (Set5 ``baby_GT.bmp``,
 512x512, and the first BSD200 image, 481x321 or 321x481): reference = the Y
@@ -31,7 +31,7 @@ except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
 from benchtable import cpu_model, default_data_root, write_section  # noqa: E402
-from ddsr.ifc import ifc  # noqa: E402
+from ddsr.evaluation.ifc import ifc
 from ddsr.matlab import im2single, im2uint8, imread, imresize, rgb2y  # noqa: E402
 
 NAME = "bench_ifc"
@@ -133,7 +133,7 @@ def main(argv=None):
     markdown = "\n".join([
         "## IFC time per image (`bench/bench_ifc.py`)",
         "",
-        f"`ddsr.ifc.ifc` (the LIVE `ifcvec` port), reference vs its x3 bicubic round trip; "
+        f"`ddsr.evaluation.ifc.ifc` (the LIVE `ifcvec` port), reference vs its x3 bicubic round trip; "
         f"{args.repeats} timed calls after a warm-up.",
         "",
         "| image | size | IFC | median ms | best ms | CPU ms (median) |",

@@ -3,7 +3,7 @@
 This is the independent oracle of ``tests/test_official.py``: it reads the
 ``.mat`` variables the way the authors' MATLAB test code does (``SRCNN.m``,
 ``FSRCNN.m`` and its ``deconv.m``) and runs the nets the way that code runs
-them, without Caffe and without :mod:`ddsr.official`'s conversion:
+them, without Caffe and without :mod:`ddsr.model.official`'s conversion:
 
 - every k x k filter is MATLAB's column-major ``reshape(w, k, k)``, written
   here as the index formula ``K(i, j) = w(i + (j - 1) k)`` rather than through

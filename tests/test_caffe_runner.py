@@ -1,4 +1,4 @@
-"""ddsr.caffe_runner: parsing Caffe's log, finding snapshots, and real `caffe train` runs.
+"""ddsr.training.runner: parsing Caffe's log, finding snapshots, and real `caffe train` runs.
 
 The parser tests use log lines in the exact format of BVLC Caffe's solver.cpp
 and sgd_solver.cpp, with values written by hand; the Caffe tests train tiny
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ddsr import caffe_runner
-from ddsr.caffe_runner import parse_log_line, read_log
+from ddsr.training import runner, snapshots
+from ddsr.training.log import parse_log_line, read_log
 
 LOG = """\
 # ddsr: 2025-11-25 20:00:00 cwd=/repo caffe train -solver solvers/tiny.prototxt
@@ -142,19 +142,19 @@ def test_snapshots_listing(tmp_path):
     (snaps / "net_x3_iter_5000.caffemodel").write_bytes(b"")      # no solverstate
     (snaps / "net_x3_k5_iter_9000.caffemodel").write_bytes(b"")   # another run with a longer name
     (snaps / "net_x3_iter_7.caffemodel.diverged").write_bytes(b"")
-    found = caffe_runner.list_snapshots("snapshots/net_x3", tmp_path)
+    found = snapshots.list_snapshots("snapshots/net_x3", tmp_path)
     assert [s.iteration for s in found] == [20, 100, 1000, 5000]
     assert found[-1].solverstate is None
-    newest = caffe_runner.newest_snapshot("snapshots/net_x3", tmp_path)
+    newest = snapshots.newest_snapshot("snapshots/net_x3", tmp_path)
     assert newest.iteration == 1000 and newest.solverstate.name == "net_x3_iter_1000.solverstate"
-    assert caffe_runner.newest_snapshot("snapshots/net_x3", tmp_path, resumable=False).iteration == 5000
-    assert caffe_runner.list_snapshots("nowhere/net", tmp_path) == []
+    assert snapshots.newest_snapshot("snapshots/net_x3", tmp_path, resumable=False).iteration == 5000
+    assert snapshots.list_snapshots("nowhere/net", tmp_path) == []
 
 
 def test_train_command():
-    assert caffe_runner.train_command("solvers/ddsr_x3.prototxt") == [
+    assert runner.train_command("solvers/ddsr_x3.prototxt") == [
         "caffe", "train", "-solver", "solvers/ddsr_x3.prototxt"]
-    assert caffe_runner.train_command("s.prototxt", gpu=0, snapshot="snapshots/a_iter_5.solverstate",
+    assert runner.train_command("s.prototxt", gpu=0, snapshot="snapshots/a_iter_5.solverstate",
                                       caffe="/x/caffe") == [
         "/x/caffe", "train", "-solver", "s.prototxt", "-gpu", "0", "-snapshot", "snapshots/a_iter_5.solverstate"]
 
@@ -208,10 +208,10 @@ def make_tiny_run(caffe, root, name="tiny", base_lr=0.01, solver_type="Adam", ma
 @pytest.mark.caffe
 def test_train_runs_and_logs(caffe, caffe_tool, tmp_path):
     solver = make_tiny_run(caffe, tmp_path, max_iter=20)
-    result = caffe_runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
+    result = runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
     assert result.final_iteration == 20 and result.start_iteration == 0
     assert result.snapshot.iteration == 20
-    assert [s.iteration for s in caffe_runner.list_snapshots("snapshots/tiny", tmp_path)] == [10, 20]
+    assert [s.iteration for s in snapshots.list_snapshots("snapshots/tiny", tmp_path)] == [10, 20]
     assert result.log_path == tmp_path / "runs" / "tiny_solver" / "train.log"
     log = read_log(result.log_path)
     assert log.done
@@ -219,7 +219,7 @@ def test_train_runs_and_logs(caffe, caffe_tool, tmp_path):
     assert sorted(log.test["loss"]) == [0, 20]
     assert log.loss[20] < log.loss[0]  # it learns
     # run again: already at max_iter, nothing runs
-    again = caffe_runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
+    again = runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
     assert again.already_done and again.final_iteration == 20
 
 
@@ -250,10 +250,10 @@ def test_resume_continues_from_snapshot(caffe, caffe_tool, tmp_path):
     assert 12 < stopped_at < max_iter
     assert max(first.loss) <= stopped_at
     expected = list(range(10, stopped_at + 1, 10)) + ([stopped_at] if stopped_at % 10 else [])
-    assert [s.iteration for s in caffe_runner.list_snapshots("snapshots/tiny", tmp_path)] == expected
+    assert [s.iteration for s in snapshots.list_snapshots("snapshots/tiny", tmp_path)] == expected
 
     # Resume through the runner: it picks the newest snapshot and appends to the same log.
-    result = caffe_runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False,
+    result = runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False,
                                 log_path=log_path)
     assert result.start_iteration == stopped_at
     assert result.command[-2:] == ["-snapshot", f"snapshots/tiny_iter_{stopped_at}.solverstate"]
@@ -270,8 +270,8 @@ def test_resume_continues_from_snapshot(caffe, caffe_tool, tmp_path):
 def test_caffe_stops_and_snapshots_when_the_runner_dies(caffe, caffe_tool, tmp_path, repo_root):
     """kill -9 of the Python runner: Caffe gets SIGINT, saves a snapshot and exits; the run resumes."""
     solver = make_tiny_run(caffe, tmp_path, max_iter=1000000, snapshot=1000000, test_interval=1000000)
-    script = (f"import sys; sys.path.insert(0, {str(repo_root / 'python')!r}); from ddsr import caffe_runner; "
-              f"caffe_runner.train({solver!r}, workdir={str(tmp_path)!r}, caffe={caffe_tool!r}, progress=False)")
+    script = (f"import sys; sys.path.insert(0, {str(repo_root / 'python')!r}); from ddsr.training import runner; "
+              f"runner.train({solver!r}, workdir={str(tmp_path)!r}, caffe={caffe_tool!r}, progress=False)")
     runner = subprocess.Popen([sys.executable, "-c", script])
     log_path = tmp_path / "runs" / "tiny_solver" / "train.log"
     deadline = time.time() + 120
@@ -289,7 +289,7 @@ def test_caffe_stops_and_snapshots_when_the_runner_dies(caffe, caffe_tool, tmp_p
     while time.time() < deadline and _processes_in(tmp_path):
         time.sleep(0.2)
     assert not _processes_in(tmp_path), "Caffe is still running"
-    snaps = caffe_runner.list_snapshots("snapshots/tiny", tmp_path)
+    snaps = snapshots.list_snapshots("snapshots/tiny", tmp_path)
     assert len(snaps) == 1 and snaps[0].solverstate is not None
     assert 5 <= snaps[0].iteration < 1000000
 
@@ -312,8 +312,8 @@ def test_divergence_stops_the_run(caffe, caffe_tool, tmp_path):
     """SGD with base_lr 1e6 on the tiny net: the loss blows up to inf/NaN within a few iterations."""
     solver = make_tiny_run(caffe, tmp_path, name="diverge", solver_type="SGD", base_lr=1e6,
                            max_iter=100000, snapshot=1, test_interval=100000)
-    with pytest.raises(caffe_runner.TrainingDiverged) as info:
-        caffe_runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
+    with pytest.raises(runner.TrainingDiverged) as info:
+        runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
     err = info.value
     log = read_log(tmp_path / "runs" / "diverge_solver" / "train.log")
     bad = err.iteration
@@ -324,17 +324,17 @@ def test_divergence_stops_the_run(caffe, caffe_tool, tmp_path):
     good = err.last_good
     assert good is not None and good.iteration < bad
     assert f"diverge_iter_{good.iteration}.caffemodel" in str(err)
-    assert caffe_runner.weights_are_finite(good.caffemodel)
+    assert snapshots.weights_are_finite(good.caffemodel)
     # nothing newer than the good snapshot is left to resume from
-    assert caffe_runner.newest_snapshot("snapshots/diverge", tmp_path).iteration == good.iteration
+    assert snapshots.newest_snapshot("snapshots/diverge", tmp_path).iteration == good.iteration
 
 
 @pytest.mark.caffe
 def test_caffe_error_is_reported(caffe, caffe_tool, tmp_path):
     solver = make_tiny_run(caffe, tmp_path, max_iter=5)
     (tmp_path / "h5" / "train.txt").write_text("h5/missing.h5\n")
-    with pytest.raises(caffe_runner.TrainingError) as info:
-        caffe_runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
+    with pytest.raises(runner.TrainingError) as info:
+        runner.train(solver, workdir=tmp_path, caffe=caffe_tool, progress=False)
     assert "missing.h5" in str(info.value) or "Failed to open" in str(info.value)
 
 
@@ -344,7 +344,7 @@ def test_cpu_caffe_has_no_gpu(caffe_tool):
     build_is_cpu = "cpu" in Path(caffe_tool).resolve().as_posix().lower()
     if not build_is_cpu:
         pytest.skip("not the CPU build")
-    assert caffe_runner.gpu_available(caffe_tool) is False
+    assert runner.gpu_available(caffe_tool) is False
 
 
 def test_train_tool_unknown_experiment(repo_root):

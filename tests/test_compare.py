@@ -1,4 +1,4 @@
-"""ddsr.compare and tools/compare.py: the Fig. 7 crops on a real short run."""
+"""ddsr.evaluation.compare and tools/compare.py: the Fig. 7 crops on a real short run."""
 
 import csv
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from ddsr import compare
+from ddsr.evaluation import compare
 
 
 def test_best_crop_finds_the_window_of_largest_gain():

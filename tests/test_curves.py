@@ -1,4 +1,4 @@
-"""ddsr.curves and tools/curves.py: log tables, CSV, plots, and snapshots evaluated on a real short run."""
+"""ddsr.training.curves and tools/curves.py: log tables, CSV, plots, and snapshots evaluated on a real short run."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from ddsr import curves
+from ddsr.training import curves
 
 LOG_LINES = [
     "I1125 20:00:01.2 4242 solver.cpp:347] Iteration 0, Testing net (#0)",

@@ -1,4 +1,4 @@
-"""Tests of ddsr.datasets and tools/fetch_datasets.py.
+"""Tests of ddsr.data.registry and tools/fetch_datasets.py.
 
 Downloads go to a local HTTP server on 127.0.0.1 that serves a copy of Set5 (the
 smallest set), laid out both as raw repository URLs and as a mirror. The expected
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ddsr import datasets
+from ddsr.data import fetch, registry as datasets
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = REPO_ROOT / "tools" / "fetch_datasets.py"
@@ -88,7 +88,7 @@ def test_unknown_set_is_an_error_naming_the_known_ones(registry, tmp_path):
     with pytest.raises(ValueError, match=r"unknown set 'Set6'.*Set5, Set14"):
         registry.files("Set6")
     with pytest.raises(ValueError, match="unknown set"):
-        datasets.fetch_set("Set6", tmp_path, from_dir=tmp_path, registry=registry)
+        fetch.fetch_set("Set6", tmp_path, from_dir=tmp_path, registry=registry)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -129,7 +129,7 @@ def test_registry_rejects_duplicates_and_wrong_header(tmp_path):
 def test_import_from_shared_folder(registry, shared_sets, tmp_path):
     root = tmp_path / "data"
     seen = []
-    result = datasets.fetch_set("Set5", root, from_dir=shared_sets, registry=registry,
+    result = fetch.fetch_set("Set5", root, from_dir=shared_sets, registry=registry,
                                 progress=seen.append)
     assert result.action == "fetched"
     assert result.path == root / "Set5"
@@ -141,7 +141,7 @@ def test_import_from_shared_folder(registry, shared_sets, tmp_path):
 
     # A second fetch finds it complete and leaves it alone.
     before = {p.name: p.stat().st_mtime_ns for p in (root / "Set5").iterdir()}
-    again = datasets.fetch_set("Set5", root, from_dir=shared_sets, registry=registry)
+    again = fetch.fetch_set("Set5", root, from_dir=shared_sets, registry=registry)
     assert again.action == "present"
     assert {p.name: p.stat().st_mtime_ns for p in (root / "Set5").iterdir()} == before
 
@@ -155,7 +155,7 @@ def test_import_from_folder_with_a_bad_copy_writes_nothing(registry, shared_sets
         fh.write(b"\x00\x01")
     root = tmp_path / "data"
     with pytest.raises(datasets.ChecksumError) as info:
-        datasets.fetch_set("Set5", root, from_dir=src, registry=registry)
+        fetch.fetch_set("Set5", root, from_dir=src, registry=registry)
     assert [(p.filename, p.reason.split(":")[0]) for p in info.value.problems] == [
         ("head_GT.bmp", "missing"), ("woman_GT.bmp", "sha256 mismatch")]
     assert "head_GT.bmp" in str(info.value) and "woman_GT.bmp" in str(info.value)
@@ -164,7 +164,7 @@ def test_import_from_folder_with_a_bad_copy_writes_nothing(registry, shared_sets
 
 def test_from_folder_without_the_set_is_an_error(registry, tmp_path):
     with pytest.raises(datasets.DatasetError, match="Set14"):
-        datasets.fetch_set("Set14", tmp_path / "data", from_dir=tmp_path, registry=registry)
+        fetch.fetch_set("Set14", tmp_path / "data", from_dir=tmp_path, registry=registry)
 
 
 # ----------------------------------------------------------- downloads over HTTP
@@ -219,7 +219,7 @@ def _assert_set5_intact(root, shared_sets):
 
 def test_download_raw_urls_from_local_server(registry, shared_sets, server, tmp_path):
     root = tmp_path / "data"
-    result = datasets.fetch_set("Set5", root, raw_base=server["url"] + "/raw", registry=registry,
+    result = fetch.fetch_set("Set5", root, raw_base=server["url"] + "/raw", registry=registry,
                                 timeout=5, retries=0)
     assert result.action == "fetched"
     _assert_set5_intact(root, shared_sets)
@@ -235,7 +235,7 @@ def test_download_from_mirror_with_corrupted_file_leaves_nothing(registry, serve
     served.write_bytes(bytes(data))
     root = tmp_path / "data"
     with pytest.raises(datasets.ChecksumError, match="butterfly_GT.bmp") as info:
-        datasets.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
+        fetch.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
                            timeout=5, retries=0)
     assert [p.filename for p in info.value.problems] == ["butterfly_GT.bmp"]
     assert "sha256 mismatch" in info.value.problems[0].reason
@@ -247,7 +247,7 @@ def test_download_lists_every_missing_and_wrong_file(registry, server, tmp_path)
     (server["root"] / "mirror" / "Set5" / "head_GT.bmp").write_bytes(b"not a bmp")
     root = tmp_path / "data"
     with pytest.raises(datasets.ChecksumError) as info:
-        datasets.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
+        fetch.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
                            timeout=5, retries=0)
     assert [(p.filename, p.reason.split(":")[0]) for p in info.value.problems] == [
         ("baby_GT.bmp", "missing"), ("head_GT.bmp", "sha256 mismatch")]
@@ -257,7 +257,7 @@ def test_download_lists_every_missing_and_wrong_file(registry, server, tmp_path)
 def test_download_retries_busy_server(registry, shared_sets, server, tmp_path):
     server["fail"]["/mirror/Set5/bird_GT.bmp"] = [503, 500]
     root = tmp_path / "data"
-    datasets.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
+    fetch.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
                        timeout=5, retries=2, backoff=0)
     _assert_set5_intact(root, shared_sets)
     assert server["requests"].count("/mirror/Set5/bird_GT.bmp") == 3
@@ -267,7 +267,7 @@ def test_download_gives_up_and_leaves_nothing(registry, server, tmp_path):
     server["fail"]["/mirror/Set5/head_GT.bmp"] = [503, 503, 503]
     root = tmp_path / "data"
     with pytest.raises(datasets.DownloadError, match=r"head_GT\.bmp.*503.*2 attempts"):
-        datasets.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
+        fetch.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
                            timeout=5, retries=1, backoff=0)
     assert list(root.iterdir()) == []
 
@@ -279,27 +279,27 @@ def test_unreachable_server_is_a_download_error(registry, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(datasets.DownloadError, match="gave up after 1 attempts"):
-        datasets.fetch_set("Set5", tmp_path / "data", mirror=f"http://127.0.0.1:{port}",
+        fetch.fetch_set("Set5", tmp_path / "data", mirror=f"http://127.0.0.1:{port}",
                            registry=registry, timeout=2, retries=0)
     assert list((tmp_path / "data").iterdir()) == []
 
 
 def test_complete_set_is_kept_without_network(registry, shared_sets, tmp_path):
     root = tmp_path / "data"
-    datasets.fetch_set("Set5", root, from_dir=shared_sets, registry=registry)
-    result = datasets.fetch_set("Set5", root, mirror="http://127.0.0.1:9/nowhere",
+    fetch.fetch_set("Set5", root, from_dir=shared_sets, registry=registry)
+    result = fetch.fetch_set("Set5", root, mirror="http://127.0.0.1:9/nowhere",
                                 registry=registry, timeout=1, retries=0)
     assert result.action == "present"
 
 
 def test_broken_set_is_rebuilt_reusing_good_files(registry, shared_sets, server, tmp_path):
     root = tmp_path / "data"
-    datasets.fetch_set("Set5", root, from_dir=shared_sets, registry=registry)
+    fetch.fetch_set("Set5", root, from_dir=shared_sets, registry=registry)
     (root / "Set5" / "bird_GT.bmp").write_bytes(b"broken")
     (root / "Set5" / "stray.png").write_bytes(b"not in the registry")
     assert {p.filename for p in datasets.verify_set("Set5", root, registry=registry)} == {
         "bird_GT.bmp", "stray.png"}
-    result = datasets.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
+    result = fetch.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
                                 timeout=5, retries=0)
     assert result.action == "replaced"
     assert {p.filename for p in result.old_problems} == {"bird_GT.bmp", "stray.png"}
@@ -309,11 +309,11 @@ def test_broken_set_is_rebuilt_reusing_good_files(registry, shared_sets, server,
 
 def test_failed_rebuild_keeps_the_old_folder(registry, shared_sets, server, tmp_path):
     root = tmp_path / "data"
-    datasets.fetch_set("Set5", root, from_dir=shared_sets, registry=registry)
+    fetch.fetch_set("Set5", root, from_dir=shared_sets, registry=registry)
     (root / "Set5" / "bird_GT.bmp").write_bytes(b"broken")
     (server["root"] / "mirror" / "Set5" / "bird_GT.bmp").write_bytes(b"also broken")
     with pytest.raises(datasets.ChecksumError, match="bird_GT.bmp"):
-        datasets.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
+        fetch.fetch_set("Set5", root, mirror=server["url"] + "/mirror", registry=registry,
                            timeout=5, retries=0)
     assert sorted(p.name for p in root.iterdir()) == ["Set5"]
     assert (root / "Set5" / "bird_GT.bmp").read_bytes() == b"broken"
@@ -321,15 +321,15 @@ def test_failed_rebuild_keeps_the_old_folder(registry, shared_sets, server, tmp_
 
 def test_file_url_mirror(registry, shared_sets, tmp_path):
     root = tmp_path / "data"
-    datasets.fetch_set("Set5", root, mirror=shared_sets.as_uri(), registry=registry)
+    fetch.fetch_set("Set5", root, mirror=shared_sets.as_uri(), registry=registry)
     _assert_set5_intact(root, shared_sets)
 
 
 def test_bad_arguments(registry, shared_sets, tmp_path):
     with pytest.raises(ValueError, match="at most one"):
-        datasets.fetch_set("Set5", tmp_path, from_dir=shared_sets, mirror="http://x", registry=registry)
+        fetch.fetch_set("Set5", tmp_path, from_dir=shared_sets, mirror="http://x", registry=registry)
     with pytest.raises(ValueError, match="URL"):
-        datasets.fetch_set("Set5", tmp_path, mirror="ftp://x", registry=registry)
+        fetch.fetch_set("Set5", tmp_path, mirror="ftp://x", registry=registry)
     with pytest.raises(datasets.DatasetError, match="does not exist"):
         datasets.verify_set("Set5", tmp_path / "nowhere", registry=registry)
 

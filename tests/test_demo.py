@@ -1,11 +1,11 @@
-"""ddsr.demo: the offline demo data and the demo's report."""
+"""ddsr.workflows.demo: the offline demo data and the demo's report."""
 
 import socket
 
 import numpy as np
 import pytest
 
-from ddsr import demo
+from ddsr.workflows import demo
 from ddsr.matlab import imread
 
 

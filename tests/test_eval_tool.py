@@ -246,7 +246,7 @@ def test_full_bicubic_set5_set14_four_decimals(eval_tool, datasets, tmp_path, ca
         "Set5": {2: (33.6614, 0.92988, 6.08), 3: (30.3922, 0.86821, 3.58), 4: (28.4207, 0.81037, 2.33)},
         "Set14": {2: (30.2318, 0.86865, 6.10), 3: (27.5405, 0.77361, 3.47), 4: (26.0001, 0.70186, 2.24)},
     }
-    from ddsr.published import TABLE3
+    from ddsr.evaluation.published import TABLE3
 
     for set_name, by_scale in expected.items():
         for scale, (psnr, ssim, ifc) in by_scale.items():

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import yaml
 
-from ddsr.experiments import load_experiments, parse_experiments
+from ddsr.model.experiments import load_experiments, parse_experiments
 
 NAMES = ["ddsr_x2", "ddsr_x3", "ddsr_x4", "ddsr_x3_k5", "ddsr_x3_k7", "ddsr_x3_d6",
          "ddsr_x3_d12", "ddsr_x3_nores", "ddsr_x3_sgd", "ddsr_x3_sgd_nores", "demo_x3"]

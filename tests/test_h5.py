@@ -1,4 +1,4 @@
-"""Tests of ddsr.h5: shuffling, shard limits, list files, atomic writes, Caffe read-back."""
+"""Tests of ddsr.data.h5: shuffling, shard limits, list files, atomic writes, Caffe read-back."""
 
 import hashlib
 import os
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import ddsr
-from ddsr import h5, patches
+from ddsr.data import h5, patches
 
 
 def random_pairs(n, rng, size=7, scale=3):

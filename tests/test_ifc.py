@@ -1,4 +1,4 @@
-"""Tests of ddsr.ifc: IFC against MATLAB's ifcvec, its model's invariances, the sp5 pyramid.
+"""Tests of ddsr.evaluation.ifc: IFC against MATLAB's ifcvec, its model's invariances, the sp5 pyramid.
 
 The oracle is ``shared/reference/matlab_bicubic_metrics.tsv`` (MATLAB's LIVE
 ``ifcvec`` of the bicubic Set5/Set14 images, HR first); the per-image loading
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ddsr.ifc import SP5_FILTERS, ifc, steerable_pyramid
+from ddsr.evaluation.ifc import SP5_FILTERS, ifc, steerable_pyramid
 from ddsr.matlab import im2single, im2uint8, imread, imresize, modcrop, rgb2y, shave
 from test_metrics import MATLAB_CASES, _case_id, matlab_bicubic_pair, matlab_rows
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddsr import h5, patches
+from ddsr.data import h5, patches
 
 TOOL = "tools/make_h5.py"
 

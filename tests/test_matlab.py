@@ -21,7 +21,7 @@ from PIL import Image
 
 from ddsr.matlab import (_cubic, im2single, im2uint8, imread, imresize, modcrop, rgb2y,
                          rgb2ycbcr, shave, ycbcr2rgb)
-from ddsr.metrics import psnr
+from ddsr.evaluation.metrics import psnr
 
 # shared/reference holds Set5 (img_001..005) and Set14 (img_001..014) at x2, x3, x4.
 REFERENCE_ROWS = [(s, k, f"img_{i:03d}") for s, n in (("Set5", 5), ("Set14", 14))

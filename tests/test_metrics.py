@@ -1,4 +1,4 @@
-"""Tests of ddsr.metrics: PSNR and SSIM against MATLAB and hand-computed values.
+"""Tests of ddsr.evaluation.metrics: PSNR and SSIM against MATLAB and hand-computed values.
 
 The oracle is ``shared/reference/matlab_bicubic_metrics.tsv`` (MATLAB's PSNR,
 SSIM and IFC of the bicubic Set5/Set14 images; see its README): the SR image
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ddsr.matlab import im2single, im2uint8, imread, imresize, modcrop, rgb2y
-from ddsr.metrics import psnr, ssim
+from ddsr.evaluation.metrics import psnr, ssim
 
 # (set, scale, image) of the 57 rows of the MATLAB oracle
 MATLAB_CASES = [(name, scale, f"img_{i:03d}")

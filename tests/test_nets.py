@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from ddsr import nets
-from ddsr.experiments import load_experiments
+from ddsr.model import nets
+from ddsr.model.experiments import load_experiments
 
 SIZES = (7, 8, 17, 32)
 SLOPE = 0.25  # the PReLU's initial slope written in the nets

@@ -1,4 +1,4 @@
-"""ddsr.official and tools/import_official.py: the official SRCNN/FSRCNN weights in Caffe.
+"""ddsr.model.official and tools/import_official.py: the official SRCNN/FSRCNN weights in Caffe.
 
 The oracle is ``tests/matlab_forward.py``, the authors' MATLAB forward passes written
 out in numpy (replicate padding at every layer, ``deconv.m``'s placement). Caffe pads
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ddsr import official
+from ddsr.model import official, official_weights
 from ddsr.matlab import im2single, imread, imresize, modcrop, rgb2y
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,10 +59,10 @@ def _manifest(models_dir):
 
 def test_registry_matches_the_shared_manifest(models_dir):
     rows = _manifest(models_dir)
-    assert len(rows) == len(official.OFFICIAL_WEIGHTS) == 6
+    assert len(rows) == len(official_weights.OFFICIAL_WEIGHTS) == 6
     for row in rows:
         family = "srcnn" if row["folder"].startswith("SRCNN") else "fsrcnn"
-        entry = official.get_weights(f"{family}_{row['file'][:-4]}")
+        entry = official_weights.get_weights(f"{family}_{row['file'][:-4]}")
         assert (entry.folder, entry.file) == (row["folder"], row["file"])
         assert entry.sha256 == row["sha256"]
         assert entry.size == int(row["bytes"])
@@ -71,18 +71,18 @@ def test_registry_matches_the_shared_manifest(models_dir):
 
 
 def test_download_url_quotes_the_path():
-    url = official.get_weights("srcnn_x3").url()
+    url = official_weights.get_weights("srcnn_x3").url()
     assert url == ("https://raw.githubusercontent.com/WangDequan/SRCNN/"
                    "85679e2ef74e058a1f1e79fe6ba349e93f1ee8ea/model/9-1-5%2891%20images%29/x3.mat")
 
 
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown official model 'srcnn_x5'"):
-        official.get_weights("srcnn_x5")
+        official_weights.get_weights("srcnn_x5")
 
 
 def test_fetch_from_a_local_copy_checks_sha256(models_dir, tmp_path):
-    path = official.fetch_weights("fsrcnn_x3", tmp_path / "cache", source_dir=models_dir)
+    path = official_weights.fetch_weights("fsrcnn_x3", tmp_path / "cache", source_dir=models_dir)
     assert path == models_dir / "FSRCNN" / "x3.mat"
     assert not (tmp_path / "cache").exists()  # nothing copied or downloaded
     bad = tmp_path / "bad"
@@ -93,14 +93,14 @@ def test_fetch_from_a_local_copy_checks_sha256(models_dir, tmp_path):
     data[-1] ^= 1
     target.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="sha256"):
-        official.fetch_weights("fsrcnn_x3", tmp_path / "cache", source_dir=bad)
+        official_weights.fetch_weights("fsrcnn_x3", tmp_path / "cache", source_dir=bad)
     with pytest.raises(ValueError, match="no such file"):
-        official.fetch_weights("srcnn_x3", tmp_path / "cache", source_dir=bad)
+        official_weights.fetch_weights("srcnn_x3", tmp_path / "cache", source_dir=bad)
 
 
 def _raw_tree(root, models_dir, name, corrupt=False):
     """A file:// stand-in for raw.githubusercontent.com holding one model at its pinned path."""
-    entry = official.get_weights(name)
+    entry = official_weights.get_weights(name)
     dest = root / entry.repo / entry.commit / entry.path
     dest.parent.mkdir(parents=True, exist_ok=True)
     data = bytearray((models_dir / entry.relpath).read_bytes())
@@ -113,19 +113,19 @@ def _raw_tree(root, models_dir, name, corrupt=False):
 def test_fetch_downloads_verifies_and_reuses(models_dir, tmp_path):
     raw_base = _raw_tree(tmp_path / "raw", models_dir, "srcnn_x2")  # path with spaces and ()
     cache = tmp_path / "cache"
-    path = official.fetch_weights("srcnn_x2", cache, raw_base=raw_base)
+    path = official_weights.fetch_weights("srcnn_x2", cache, raw_base=raw_base)
     assert path == cache / "SRCNN-9-1-5-91images" / "x2.mat"
     assert path.read_bytes() == (models_dir / "SRCNN-9-1-5-91images" / "x2.mat").read_bytes()
     shutil.rmtree(tmp_path / "raw")
     # A verified file in the cache is reused without any download.
-    assert official.fetch_weights("srcnn_x2", cache, raw_base=raw_base) == path
+    assert official_weights.fetch_weights("srcnn_x2", cache, raw_base=raw_base) == path
 
 
 def test_fetch_rejects_a_corrupt_download(models_dir, tmp_path):
     raw_base = _raw_tree(tmp_path / "raw", models_dir, "fsrcnn_x4", corrupt=True)
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match="sha256"):
-        official.fetch_weights("fsrcnn_x4", cache, raw_base=raw_base)
+        official_weights.fetch_weights("fsrcnn_x4", cache, raw_base=raw_base)
     assert not any(p.is_file() for p in cache.rglob("*"))  # no partial or bad file left
 
 
@@ -188,7 +188,7 @@ def test_sidecar_settings():
 def imported(caffe, models_dir, tmp_path_factory):
     """All six models (and FSRCNN x3 in deconv.m's window) imported offline into a temp folder."""
     out = tmp_path_factory.mktemp("models")
-    paths = {name: official.import_model(name, out, source_dir=models_dir) for name in official.MODEL_NAMES}
+    paths = {name: official.import_model(name, out, source_dir=models_dir) for name in official_weights.MODEL_NAMES}
     paths["fsrcnn_x3_matlab"] = official.import_model("fsrcnn_x3", out / "matlab", source_dir=models_dir,
                                                       x3_window="matlab")
     return paths
@@ -244,7 +244,7 @@ def test_padded_evaluation_reproduces_matlab_up_to_the_border(caffe, imported, b
     near the border, replicating the input once is MATLAB's replicate padding at every
     layer for SRCNN's shaved window, and close to it for FSRCNN.
     """
-    from ddsr.evaluate import forward_padded
+    from ddsr.evaluation.upscaler import forward_padded
 
     scale = int(name[-1])
     settings = json.loads(imported[name]["sidecar"].read_text())
@@ -295,7 +295,7 @@ def test_import_tool_offline_writes_net_weights_and_sidecar(caffe, models_dir, t
     assert not (out / "official").exists()  # offline: nothing downloaded or cached
     text = (out / "fsrcnn_x3_deploy.prototxt").read_text()
     assert "channel_shared: true" in text and "type: \"Deconvolution\"" in text
-    from ddsr.evaluate import read_sidecar
+    from ddsr.evaluation.deploy_net import read_sidecar
 
     import warnings
     with warnings.catch_warnings():
@@ -305,7 +305,7 @@ def test_import_tool_offline_writes_net_weights_and_sidecar(caffe, models_dir, t
     assert settings == {"input": "bicubic", "pad_input": 8, "name": "SRCNN"}
     # The channel-shared PReLU slope is a 0-axis blob with an explicit empty shape, so that
     # eval.py's weight check (which reads the file, not the net) sees a scalar.
-    from ddsr.evaluate import stored_weight_shapes
+    from ddsr.evaluation.deploy_net import stored_weight_shapes
 
     stored = stored_weight_shapes(out / "fsrcnn_x3.caffemodel")
     assert stored["prelu1"] == [((), False)]
@@ -333,7 +333,9 @@ def test_import_tool_errors_are_one_line(tmp_path, models_dir):
 @pytest.mark.parametrize("name, published, tol", [("srcnn_x3", 32.39, 0.02), ("fsrcnn_x3", 33.16, 0.05)])
 def test_set5_x3_psnr_matches_the_paper(caffe, imported, shared_dir, name, published, tol):
     """Set5 x3 mean PSNR through the evaluation pipeline: the SRCNN/FSRCNN papers' values."""
-    from ddsr.evaluate import CaffeUpscaler, EvalSettings, evaluate
+    from ddsr.evaluation.upscaler import CaffeUpscaler
+    from ddsr.evaluation.deploy_net import EvalSettings
+    from ddsr.evaluation.run import evaluate
 
     settings_json = json.loads(imported[name]["sidecar"].read_text())
     net = caffe.Net(str(imported[name]["deploy"]), str(imported[name]["weights"]), caffe.TEST)

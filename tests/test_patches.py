@@ -1,10 +1,10 @@
-"""Tests of ddsr.patches: the patch grid, LR/HR alignment, counts, augmentation, reading files."""
+"""Tests of ddsr.data.patches: the patch grid, LR/HR alignment, counts, augmentation, reading files."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ddsr import patches
+from ddsr.data import patches
 from ddsr.matlab import im2single, imresize, modcrop, rgb2y
 
 

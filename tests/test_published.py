@@ -1,10 +1,10 @@
-"""ddsr.published: the paper's numbers, checked against the paper's own text."""
+"""ddsr.evaluation.published: the paper's numbers, checked against the paper's own text."""
 
 import re
 
 import pytest
 
-from ddsr import published as pub
+from ddsr.evaluation import published
 
 
 def _paper_table3(text):
@@ -28,30 +28,30 @@ def _paper_table3(text):
 def test_table3_matches_the_paper_text(shared_dir):
     text = (shared_dir / "paper" / "DDSR-paper.txt").read_text()
     parsed = _paper_table3(text)
-    assert set(parsed) == set(pub.TABLE3_METHODS)
+    assert set(parsed) == set(published.TABLE3_METHODS)
     for method, metrics in parsed.items():
         assert set(metrics) == {"psnr", "ssim", "ifc"}, method
         for metric, values in metrics.items():
-            ours = [pub.TABLE3[method][st][f"x{sc}"][metric] for sc in pub.TABLE3_SCALES for st in pub.TABLE3_SETS]
+            ours = [published.TABLE3[method][st][f"x{sc}"][metric] for sc in published.TABLE3_SCALES for st in published.TABLE3_SETS]
             assert ours == values, (method, metric)
 
 
 def test_table3_spot_values_from_summary():
     # shared/paper/SUMMARY.md, Table 3 (hand-copied cells)
-    assert pub.TABLE3["Bicubic"]["Set5"]["x3"] == {"psnr": 30.39, "ssim": 0.87, "ifc": 3.10}
-    assert pub.TABLE3["DDSR"]["BSD200"]["x4"]["psnr"] == 27.60
-    assert pub.TABLE3["SRCNN"]["BSD200"]["x2"]["ssim"] == 0.93
-    assert pub.TABLE3["FSRCNN"]["Set14"]["x3"]["ifc"] == 4.47
+    assert published.TABLE3["Bicubic"]["Set5"]["x3"] == {"psnr": 30.39, "ssim": 0.87, "ifc": 3.10}
+    assert published.TABLE3["DDSR"]["BSD200"]["x4"]["psnr"] == 27.60
+    assert published.TABLE3["SRCNN"]["BSD200"]["x2"]["ssim"] == 0.93
+    assert published.TABLE3["FSRCNN"]["Set14"]["x3"]["ifc"] == 4.47
 
 
 def test_known_typo_is_a_published_cell():
-    for method, set_name, scale, metric in pub.KNOWN_TYPOS:
-        assert pub.TABLE3[method][set_name][scale][metric] == 3.10
+    for method, set_name, scale, metric in published.KNOWN_TYPOS:
+        assert published.TABLE3[method][set_name][scale][metric] == 3.10
 
 
 def test_published_row_rejects_unknown_method():
     with pytest.raises(ValueError, match="no published Table 3 row 'VDSR'"):
-        pub.published_row("VDSR")
+        published.published_row("VDSR")
 
 
 @pytest.mark.parametrize("label, row", [
@@ -59,4 +59,4 @@ def test_published_row_rejects_unknown_method():
     ("FSRCNN x3", "FSRCNN"), ("a+", "A+"), ("demo_x3", None), ("", None), (None, None),
 ])
 def test_match_method(label, row):
-    assert pub.match_method(label) == row
+    assert published.match_method(label) == row

@@ -1,13 +1,13 @@
-"""ddsr.report: summaries, the Table 3 Markdown, run folders and atomic writes."""
+"""ddsr.evaluation.report: summaries, the Table 3 Markdown, run folders and atomic writes."""
 
 import csv
 import json
 
 import pytest
 
-from ddsr import report
+from ddsr.evaluation import report
 from ddsr.atomic import write_json_atomic
-from ddsr.report import Row
+from ddsr.evaluation.report import Row
 
 
 def _table_lines(md):

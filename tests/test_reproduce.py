@@ -1,11 +1,12 @@
-"""ddsr.reproduce and tools/reproduce.py: the plan, the CPU estimate, Tables 1 and 2."""
+"""ddsr.workflows.reproduce and tools/reproduce.py: the plan, the CPU estimate, Tables 1 and 2."""
 
 import subprocess
 import sys
 
 import pytest
 
-from ddsr import reproduce
+from ddsr.training import runner
+from ddsr.workflows import reproduce
 
 
 def test_experiments_for():
@@ -19,7 +20,7 @@ def test_experiments_for():
 
 
 def test_every_planned_experiment_exists(repo_root):
-    from ddsr.experiments import load_experiments
+    from ddsr.model.experiments import load_experiments
 
     experiments = load_experiments(repo_root / "experiments.yaml")
     for name in reproduce.experiments_for([2, 3, 4], ablations=True):
@@ -63,9 +64,8 @@ def test_read_eval_folder(tmp_path):
 
 @pytest.mark.caffe
 def test_reproduce_refuses_on_a_cpu_caffe(repo_root, caffe_tool):
-    from ddsr import caffe_runner
 
-    if caffe_runner.gpu_available(caffe_tool):
+    if runner.gpu_available(caffe_tool):
         pytest.skip("this Caffe has a GPU")
     done = subprocess.run([sys.executable, str(repo_root / "tools" / "reproduce.py"), "--scale", "3"],
                           capture_output=True, text=True, cwd=repo_root)

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from ddsr.experiments import load_experiments
+from ddsr.model.experiments import load_experiments
 
 pytestmark = pytest.mark.caffe
 

@@ -27,8 +27,10 @@ def make_tiny_run(root, caffe_tool, max_iter=30, snapshot=10, base_lr=0.001, tra
     import h5py
     import skimage.data
 
-    from ddsr import caffe_runner, nets, patches
-    from ddsr.experiments import DataConfig
+    from ddsr.data import patches
+    from ddsr.model import nets
+    from ddsr.training import runner
+    from ddsr.model.experiments import DataConfig
     from ddsr.matlab import im2single
 
     root = Path(root)
@@ -67,7 +69,7 @@ def make_tiny_run(root, caffe_tool, max_iter=30, snapshot=10, base_lr=0.001, tra
         f'snapshot_prefix: "snapshots/{NAME}"', "random_seed: 1", ""]))
     result = None
     if train:
-        result = caffe_runner.train(f"solvers/{NAME}.prototxt", workdir=root, caffe=caffe_tool, progress=False)
+        result = runner.train(f"solvers/{NAME}.prototxt", workdir=root, caffe=caffe_tool, progress=False)
     return {"root": root, "solver": solver, "deploy": root / "prototxt" / f"{NAME}_deploy.prototxt",
             "data_root": root / "data", "set": "TinySet", "result": result,
             "log": root / "runs" / NAME / "train.log"}

@@ -63,8 +63,8 @@ def box_net(caffe, folder, scale, name="box"):
 
 
 def ddsr_small(caffe, folder, scale=3, depth=3, num_filters=8, name="ddsr_small", seed=0):
-    """A small DDSR (``ddsr.nets.ddsr``: deconvolution + PReLU, conv + PReLU, residual, recon)."""
-    from ddsr import nets
+    """A small DDSR (``ddsr.model.nets.ddsr``: deconvolution + PReLU, conv + PReLU, residual, recon)."""
+    from ddsr.model import nets
 
     caffe.set_random_seed(seed)
     return _save(caffe, nets.ddsr(scale, depth=depth, num_filters=num_filters), folder, name)

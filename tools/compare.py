@@ -7,7 +7,7 @@ One row per image (default: the paper's bird, monarch, comic and BSD200 12003 at
 ground truth with the crop marked, then the crop of bicubic, of each model and of the
 ground truth, titled with the image's PSNR (Y, border shaved, as tools/eval.py). Colour
 outputs are the model's Y with bicubic Cb, Cr. Writes the PNG and a CSV beside it
-(same name, .csv) with the PSNR and crop of every panel. The logic is in ddsr.compare.
+(same name, .csv) with the PSNR and crop of every panel. The logic is in ddsr.evaluation.compare.
 """
 
 import argparse
@@ -19,7 +19,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import caffe_runner, compare, curves
+from ddsr.evaluation import compare
+from ddsr.training import curves, snapshots
 
 PROG = "compare"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def model_list(args):
     models = []
     for name in args.experiment:
         deploy = REPO_ROOT / "prototxt" / f"{name}_deploy.prototxt"
-        snap = caffe_runner.newest_snapshot(f"snapshots/{name}", REPO_ROOT, resumable=False)
+        snap = snapshots.newest_snapshot(f"snapshots/{name}", REPO_ROOT, resumable=False)
         if snap is None:
             raise ValueError(f"experiment {name!r} has no snapshots/{name}_iter_*.caffemodel (train it first)")
         models.append((f"{name} ({snap.iteration // 1000}k it)" if snap.iteration >= 1000
@@ -91,7 +92,8 @@ def parse_crops(specs):
 
 def main(argv=None):
     args = parse_args(argv)
-    from ddsr.evaluate import CaffeUpscaler, load_net, resolve_settings
+    from ddsr.evaluation.upscaler import CaffeUpscaler
+    from ddsr.evaluation.deploy_net import load_net, resolve_settings
 
     models = model_list(args)
     crops = parse_crops(args.crop)

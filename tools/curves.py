@@ -8,7 +8,7 @@ A run NAME is solvers/NAME.prototxt (its snapshot_prefix), prototxt/NAME_deploy.
 and runs/NAME/train.log (written by tools/train.py). Writes into --out: loss.csv and
 loss.png (every run's training/test loss and learning rate), quality.csv and psnr.png
 (each snapshot's mean PSNR and SSIM on --set, with the bicubic baseline). The logic is in
-ddsr.curves.
+ddsr.training.curves.
 """
 
 import argparse
@@ -20,7 +20,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import caffe_runner, curves
+from ddsr.training import curves, snapshots
 
 PROG = "curves"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def run_files(root, name):
     solver = root / "solvers" / f"{name}.prototxt"
     if not solver.is_file():
         raise ValueError(f"unknown run {name!r}: no {solver}")
-    info = caffe_runner.read_solver(solver)
+    info = snapshots.read_solver(solver)
     return info, root / "prototxt" / f"{name}_deploy.prototxt", root / "runs" / name / "train.log"
 
 

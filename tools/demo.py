@@ -30,7 +30,10 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import caffe_runner, compare, curves, demo, reproduce
+from ddsr import paths
+from ddsr.evaluation import compare
+from ddsr.training import curves, log as train_log, runner, snapshots
+from ddsr.workflows import demo, reproduce
 from ddsr.atomic import write_json_atomic, write_text_atomic
 
 PROG = "demo"
@@ -76,7 +79,7 @@ def run_tool(args, quiet):
 
 def clear_run(info):
     """Remove the demo run's snapshots and log (its own files), so it trains from iteration 0."""
-    for snap in caffe_runner.list_snapshots(info.snapshot_prefix, REPO_ROOT):
+    for snap in snapshots.list_snapshots(info.snapshot_prefix, REPO_ROOT):
         for path in (snap.caffemodel, snap.solverstate):
             if path is not None:
                 path.unlink()
@@ -87,7 +90,7 @@ def clear_run(info):
 
 def describe_net(deploy):
     """One line about the demo net, from its deploy prototxt."""
-    from ddsr.evaluate import parse_deploy
+    from ddsr.evaluation.deploy_net import parse_deploy
 
     net = parse_deploy(deploy)
     convs = [l for l in net.layer if l.type == "Convolution"]
@@ -142,7 +145,7 @@ def main(argv=None):
     # 2. database
     step = time.time()
     say("[2/6] database: x3 LR/HR patch pairs for Caffe's HDF5Data layer")
-    data_arg = caffe_runner.relative_path(data_root, REPO_ROOT)
+    data_arg = paths.relative_path(data_root, REPO_ROOT)
     commands.append(run_tool(["tools/make_h5.py", "--scale", SCALE, "--data-root", data_arg,
                               "--train-sets", sets["train"], "--val-set", sets["val"],
                               "--val-images", val_images, "--out", H5_OUT], quiet))
@@ -154,7 +157,7 @@ def main(argv=None):
     deploy = Path("prototxt") / f"{EXPERIMENT}_deploy.prototxt"
     if not (REPO_ROOT / solver).is_file():
         raise RuntimeError(f"no {solver}: generate the nets with `make nets`")
-    info = caffe_runner.read_solver(REPO_ROOT / solver)
+    info = snapshots.read_solver(REPO_ROOT / solver)
     stamp_path = REPO_ROOT / "runs" / EXPERIMENT / "demo-data.json"
     stamp = {"data_root": str(data_root), **sets}
     previous = json.loads(stamp_path.read_text()) if stamp_path.is_file() else None
@@ -163,16 +166,16 @@ def main(argv=None):
             say("[3/6] train: the data changed since the last demo run; training from iteration 0")
         clear_run(info)
     write_json_atomic(stamp_path, stamp)
-    plain = " ".join(map(str, caffe_runner.train_command(solver, gpu=args.gpu)))
+    plain = " ".join(map(str, runner.train_command(solver, gpu=args.gpu)))
     say(f"[3/6] train: {plain}  ({info.max_iter} iterations; log runs/{EXPERIMENT}/train.log)")
     commands.append(plain)
-    result = caffe_runner.train(solver, gpu=args.gpu, workdir=REPO_ROOT, progress=not quiet,
+    result = runner.train(solver, gpu=args.gpu, workdir=REPO_ROOT, progress=not quiet,
                                 niceness=args.nice, description=f"train {EXPERIMENT}")
     if result.already_done:
         say(f"[3/6] train: already trained to iteration {result.final_iteration} (--restart to train again)")
     seconds["train"] = time.time() - step
-    log = caffe_runner.read_log(result.log_path)
-    weights = caffe_runner.relative_path(result.snapshot.caffemodel, REPO_ROOT)
+    log = train_log.read_log(result.log_path)
+    weights = paths.relative_path(result.snapshot.caffemodel, REPO_ROOT)
     iterations = result.snapshot.iteration
     seconds_per_iteration = result.seconds_per_iteration
 
@@ -183,7 +186,7 @@ def main(argv=None):
     say("[4/6] evaluate: the demo net and bicubic on the test images")
     eval_args = ["tools/eval.py", "--model", deploy, "--weights", weights, "--scale", SCALE,
                  "--sets", sets["test"], "--data-root", data_arg, "--out",
-                 caffe_runner.relative_path(eval_dir, REPO_ROOT), "--name", f"DDSR demo ({EXPERIMENT})",
+                 paths.relative_path(eval_dir, REPO_ROOT), "--name", f"DDSR demo ({EXPERIMENT})",
                  "--paper-row", "none", "--tile", TILE]
     if args.gpu is not None:
         eval_args += ["--gpu", args.gpu]
@@ -210,7 +213,8 @@ def main(argv=None):
     # 6. comparison
     step = time.time()
     say("[6/6] compare: crops of bicubic / demo net / ground truth")
-    from ddsr.evaluate import CaffeUpscaler, load_net, resolve_settings
+    from ddsr.evaluation.upscaler import CaffeUpscaler
+    from ddsr.evaluation.deploy_net import load_net, resolve_settings
 
     settings, _ = resolve_settings(REPO_ROOT / deploy, SCALE, tile=TILE)
     net, net_param = load_net(REPO_ROOT / deploy, REPO_ROOT / weights)
@@ -248,7 +252,7 @@ def main(argv=None):
     })
     say(f"done in {(time.time() - begun) / 60:.1f} min: {sets['test']} x{SCALE} PSNR {model['psnr']:.2f} dB "
         f"vs bicubic {bicubic['psnr']:.2f} dB ({gain:+.2f} dB)")
-    print(f"report: {caffe_runner.relative_path(out / 'README.md', REPO_ROOT)}")
+    print(f"report: {paths.relative_path(out / 'README.md', REPO_ROOT)}")
     if gain < args.min_gain:
         say(f"error: the demo net beats bicubic by {gain:+.2f} dB, less than the {args.min_gain} dB it should")
         return 1
@@ -256,4 +260,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(caffe_runner.exit_status(PROG, main))
+    sys.exit(runner.exit_status(PROG, main))

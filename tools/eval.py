@@ -29,9 +29,7 @@ except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
 import ddsr  # noqa: E402
-from ddsr import evaluate as ev  # noqa: E402
-from ddsr import published as pub  # noqa: E402
-from ddsr import report  # noqa: E402
+from ddsr.evaluation import deploy_net, metrics as quality_metrics, protocol, published, report, run as eval_run, upscaler
 from ddsr.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 
 PROG = "eval.py"
@@ -63,7 +61,7 @@ def build_parser():
     what.add_argument("--data-root", type=Path, default=REPO_ROOT / "data", metavar="DIR",
                       help="folder holding the set folders (default: data/ in the repository)")
     net = p.add_argument_group("how a net is run (defaults: the net's sidecar <deploy>.eval.json, if any)")
-    net.add_argument("--input", choices=ev.INPUT_KINDS, default=None,
+    net.add_argument("--input", choices=deploy_net.INPUT_KINDS, default=None,
                      help="feed the net the LR image (lr: DDSR, FSRCNN; the default) or the bicubic-upscaled "
                           "image (bicubic: SRCNN, VDSR)")
     net.add_argument("--pad-input", type=int, default=None, metavar="N",
@@ -84,9 +82,9 @@ def build_parser():
     out.add_argument("--name", default=None, help="row label in the tables (default: Bicubic, the sidecar's "
                                                   "name, or the deploy file's name)")
     out.add_argument("--paper-row", default=None, metavar="METHOD",
-                     help=f"published Table 3 row to compare with ({', '.join(pub.TABLE3_METHODS)} or none; "
+                     help=f"published Table 3 row to compare with ({', '.join(published.TABLE3_METHODS)} or none; "
                           "default: guessed from the name)")
-    out.add_argument("--metrics", nargs="+", choices=ev.METRIC_NAMES, default=list(ev.METRIC_NAMES),
+    out.add_argument("--metrics", nargs="+", choices=quality_metrics.METRIC_NAMES, default=list(quality_metrics.METRIC_NAMES),
                      help="metrics to compute (default: psnr ssim ifc)")
     out.add_argument("--no-baseline", action="store_true",
                      help="do not compute the bicubic row beside a model row")
@@ -111,7 +109,7 @@ def _expand(paths, scales, what):
 
 def _infer_scale(model):
     """The scale of a single deploy net: its sidecar's, else an x<S> in its file name."""
-    sidecar = ev.sidecar_path(model)
+    sidecar = deploy_net.sidecar_path(model)
     if sidecar is not None:
         try:
             scale = json.loads(sidecar.read_text()).get("scale")
@@ -170,7 +168,7 @@ def plan(args):
     sets = list(dict.fromkeys(args.sets))
     for name in sets:
         try:
-            ev.list_set_images(args.data_root, name)
+            protocol.list_set_images(args.data_root, name)
         except ValueError as exc:
             raise CliError(str(exc)) from exc
     if args.gpu is not None and args.model is None:
@@ -182,11 +180,11 @@ def plan(args):
         weights = _expand(args.weights, scales, "--weights")
         for s in scales:
             try:
-                settings, sidecar = ev.resolve_settings(
+                settings, sidecar = deploy_net.resolve_settings(
                     deploys[s], s, input=args.input, pad_input=args.pad_input,
                     output_offset=tuple(args.output_offset) if args.output_offset else None,
                     tile=args.tile, tile_overlap=args.tile_overlap)
-            except ev.ModelError as exc:
+            except deploy_net.ModelError as exc:
                 raise CliError(str(exc)) from exc
             models[s] = {"deploy": deploys[s], "weights": weights[s], "settings": settings, "sidecar": sidecar}
     if args.name:
@@ -197,16 +195,16 @@ def plan(args):
         named = [m["settings"].name for m in models.values() if m["settings"].name]
         label = named[0] if named else _default_label(args.model[0])
     if args.paper_row is None:
-        paper_row = pub.match_method(label)
+        paper_row = published.match_method(label)
     elif args.paper_row.lower() == "none":
         paper_row = None
     else:
-        paper_row = pub.match_method(args.paper_row)
+        paper_row = published.match_method(args.paper_row)
         if paper_row is None or paper_row.lower() != args.paper_row.lower():
             raise CliError(f"--paper-row {args.paper_row!r} is not a Table 3 row "
-                           f"({', '.join(pub.TABLE3_METHODS)} or none)")
+                           f"({', '.join(published.TABLE3_METHODS)} or none)")
     try:
-        metrics = ev.check_metrics(args.metrics)
+        metrics = quality_metrics.check_metrics(args.metrics)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     out = args.out or REPO_ROOT / "runs" / "eval" / re.sub(r"[^\w.+-]", "_", label)
@@ -222,7 +220,7 @@ def main(argv=None):
     warnings.showwarning = lambda message, *a, **k: print(f"{PROG}: warning: {message}", file=sys.stderr)
     try:
         return run(args)
-    except (CliError, ev.ModelError, ev.NetOutputError) as exc:
+    except (CliError, deploy_net.ModelError, deploy_net.NetOutputError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -236,28 +234,28 @@ def run(args):
     net_params = {}
     if models:
         if args.gpu is not None:
-            ev.use_gpu(args.gpu)
+            deploy_net.use_gpu(args.gpu)
         # Check every scale's net and weights before the first image, then free them again.
         for s, m in models.items():
-            net, net_params[s] = ev.load_net(m["deploy"], m["weights"])
+            net, net_params[s] = deploy_net.load_net(m["deploy"], m["weights"])
             del net
 
     def upscaler_for_scale(scale):
         if not models:
-            return ev.BicubicUpscaler()
+            return protocol.BicubicUpscaler()
         m = models[scale]
-        net, net_param = ev.load_net(m["deploy"], m["weights"])
-        return ev.CaffeUpscaler(net, scale, m["settings"], net_param=net_param, label=p["label"])
+        net, net_param = deploy_net.load_net(m["deploy"], m["weights"])
+        return upscaler.CaffeUpscaler(net, scale, m["settings"], net_param=net_param, label=p["label"])
 
     def save_image(set_name, scale, image, sr8):
         report.write_png_atomic(out / "images" / set_name / f"x{scale}" / f"{image.name}.png",
-                                ev.colour_output(image, sr8))
+                                protocol.colour_output(image, sr8))
 
-    total = sum(len(ev.list_set_images(args.data_root, s)) for s in sets) * len(scales)
+    total = sum(len(protocol.list_set_images(args.data_root, s)) for s in sets) * len(scales)
     from tqdm import tqdm
 
     with tqdm(total=total, unit="img", disable=args.quiet, file=sys.stderr) as bar:
-        result = ev.evaluate(args.data_root, sets, scales, upscaler_for_scale, metrics=p["metrics"],
+        result = eval_run.evaluate(args.data_root, sets, scales, upscaler_for_scale, metrics=p["metrics"],
                              baseline=bool(models) and not args.no_baseline,
                              image_sink=None if args.no_images else save_image, progress=bar,
                              jobs=args.jobs)
@@ -272,14 +270,14 @@ def run(args):
         "sets": sets,
         "data_root": str(args.data_root),
         "metrics": list(p["metrics"]),
-        "images": {s: len(ev.list_set_images(args.data_root, s)) for s in sets},
+        "images": {s: len(protocol.list_set_images(args.data_root, s)) for s in sets},
         "models": {f"x{s}": {
             "deploy": str(m["deploy"]), "weights": str(m["weights"]), "weights_sha256": _sha256(m["weights"]),
             "sidecar": str(m["sidecar"]) if m["sidecar"] else None, "input": m["settings"].input,
             "pad_input": m["settings"].pad_input, "output_offset": list(m["settings"].output_offset),
             "tile": m["settings"].tile,
             "tile_overlap": (m["settings"].tile_overlap if m["settings"].tile_overlap is not None
-                             else (ev.context_radius(net_params[s]) if m["settings"].tile else None)),
+                             else (upscaler.context_radius(net_params[s]) if m["settings"].tile else None)),
         } for s, m in models.items()},
         "device": f"gpu {args.gpu}" if args.gpu is not None else "cpu",
         "forward_ms_mean": report.mean_forward_ms(result.records),

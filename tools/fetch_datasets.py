@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fetch the paper's image sets into data/<Set>/, every file checked against its sha256.
 
-The logic lives in ddsr.datasets; this is argument parsing, progress bars and messages.
+The logic lives in ddsr.data.registry; this is argument parsing, progress bars and messages.
 """
 
 import argparse
@@ -13,7 +13,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import datasets  # noqa: E402
+from ddsr import paths
+from ddsr.data import fetch, registry as datasets
 
 PROG = "fetch_datasets.py"
 
@@ -77,7 +78,7 @@ def build_parser(registry):
                         help="copy from a local folder holding DIR/<Set>/<file>")
     source.add_argument("--mirror", metavar="URL",
                         help="download from URL/<Set>/<file> instead of the public repositories")
-    parser.add_argument("--data-root", metavar="DIR", type=Path, default=datasets.DEFAULT_DATA_ROOT,
+    parser.add_argument("--data-root", metavar="DIR", type=Path, default=paths.DEFAULT_DATA_ROOT,
                         help="folder that receives <Set>/ folders (default: data/ in the repository)")
     parser.add_argument("--verify", action="store_true",
                         help="only check sets already under the data root (the named ones, "
@@ -127,7 +128,7 @@ def _fetch(names, args, registry):
     for name in names:
         with tqdm(total=registry.total_bytes(name), desc=name, unit="B", unit_scale=True,
                   disable=args.quiet, leave=False) as bar:
-            result = datasets.fetch_set(
+            result = fetch.fetch_set(
                 name, args.data_root, from_dir=args.from_dir, mirror=args.mirror,
                 timeout=args.timeout, retries=args.retries, registry=registry,
                 progress=lambda entry: bar.update(entry.bytes),

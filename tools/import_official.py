@@ -3,7 +3,7 @@
 
 For each model, fetches the authors' released ``.mat`` file from its public
 repository at the pinned commit (or copies it from a local folder with
-``--from``), checks its sha256, converts it exactly (see ``ddsr.official``) and
+``--from``), checks its sha256, converts it exactly (see ``ddsr.model.official``) and
 writes into ``--out``:
 
     <name>_deploy.prototxt    the net (NetSpec)
@@ -28,8 +28,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import official  # noqa: E402
-from ddsr.datasets import DatasetError, RAW_BASE  # noqa: E402
+from ddsr.model import official, official_weights
+from ddsr.data.registry import DatasetError, RAW_BASE
 
 PROG = "import_official.py"
 
@@ -42,7 +42,7 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("models", nargs="*", metavar="MODEL",
-                        help="models to import (default: all six): " + ", ".join(official.MODEL_NAMES))
+                        help="models to import (default: all six): " + ", ".join(official_weights.MODEL_NAMES))
     parser.add_argument("--out", default="models", type=Path,
                         help="output folder (default: models/, git-ignored)")
     parser.add_argument("--from", dest="source_dir", type=Path, default=None,
@@ -57,9 +57,9 @@ def parse_args(argv=None):
                              "shave_x3 comparison, Deconvolution pad 3; 'matlab' = deconv.m's "
                              "window, pad 4 (one HR pixel off the ground truth)")
     args = parser.parse_args(argv)
-    unknown = [m for m in args.models if m not in official.MODEL_NAMES]
+    unknown = [m for m in args.models if m not in official_weights.MODEL_NAMES]
     if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(official.MODEL_NAMES)}")
+        parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(official_weights.MODEL_NAMES)}")
     if args.source_dir is not None and not args.source_dir.is_dir():
         parser.error(f"--from {args.source_dir}: not a folder")
     return args
@@ -69,7 +69,7 @@ def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
 
-    names = args.models or list(official.MODEL_NAMES)
+    names = args.models or list(official_weights.MODEL_NAMES)
     written = []
     try:
         for name in tqdm(names, desc="import", unit="model", disable=len(names) < 2):

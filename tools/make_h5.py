@@ -5,7 +5,7 @@
 General-100 + T91 + BSD100 (291 images), Y channel, 7x7 LR patches with stride 4
 and their 21x21 HR labels, 252,032 patches, plus a validation split from the first
 10 images of BSD200-train, into data/h5/x3/ (train.txt, val.txt, shards,
-manifest.json). The logic is in ddsr.patches and ddsr.h5.
+manifest.json). The logic is in ddsr.data.patches and ddsr.data.h5.
 """
 
 import argparse
@@ -17,7 +17,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import datasets, h5, patches
+from ddsr import paths
+from ddsr.data import h5, patches, registry as datasets
 
 PROG = "make_h5"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def parse_args(argv):
             "(N x 1 x sn x sn) in [0, 1], and manifest.json."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, required=True, help="upscaling factor (2, 3, 4, ...)")
-    parser.add_argument("--data-root", type=Path, default=datasets.DEFAULT_DATA_ROOT,
+    parser.add_argument("--data-root", type=Path, default=paths.DEFAULT_DATA_ROOT,
                         help="folder holding the set folders (default: data/ in the repository; "
                              "e.g. ../shared/datasets)")
     parser.add_argument("--out", type=Path, default=None,

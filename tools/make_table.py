@@ -22,8 +22,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
-from ddsr import published as pub  # noqa: E402
-from ddsr import report  # noqa: E402
+from ddsr.evaluation import published, report
 from ddsr.atomic import write_text_atomic  # noqa: E402
 
 PROG = "make_table.py"
@@ -64,7 +63,7 @@ def main(argv=None):
             rows += found
         rows = report.combine_rows(rows)
         for name in args.published_only:
-            pub.published_row(name)
+            published.published_row(name)
     except ValueError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -23,10 +23,12 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import caffe_runner, reproduce
+from ddsr import paths
+from ddsr.training import runner
+from ddsr.workflows import reproduce
 from ddsr.atomic import write_text_atomic
-from ddsr.experiments import load_experiments
-from ddsr.report import combine_rows, load_run, table3_markdown
+from ddsr.model.experiments import load_experiments
+from ddsr.evaluation.report import combine_rows, load_run, table3_markdown
 
 PROG = "reproduce"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +79,7 @@ def main(argv=None):
     # Where to train: the GPU if this Caffe can use it, else the CPU only when forced.
     cpu_seconds = sum(reproduce.experiment_cpu_seconds(experiments[n]) for n in names)
     gpu = args.gpu
-    if not caffe_runner.gpu_available(gpu=gpu):
+    if not runner.gpu_available(gpu=gpu):
         plan = (f"{len(names)} experiment(s) ({', '.join(names)}), "
                 f"{sum(int(experiments[n].solver['max_iter']) for n in names):,} iterations")
         estimate = (f"about {reproduce.format_duration(cpu_seconds)} on a CPU like this project's 2-core "
@@ -91,11 +93,11 @@ def main(argv=None):
         say(f"no usable GPU {gpu}: training on the CPU, {estimate}")
         gpu = None
     data_root = args.data.resolve() if args.data else REPO_ROOT / "data"
-    data_arg = caffe_runner.relative_path(data_root, REPO_ROOT)
+    data_arg = paths.relative_path(data_root, REPO_ROOT)
     if args.dry_run:
         say(f"plan: {', '.join(names)} on {'GPU %d' % gpu if gpu is not None else 'the CPU'}; data {data_arg}")
         for name in names:
-            say("  " + " ".join(caffe_runner.train_command(experiments[name].solver_path, gpu=gpu)))
+            say("  " + " ".join(runner.train_command(experiments[name].solver_path, gpu=gpu)))
         return 0
 
     begun = time.time()
@@ -111,7 +113,7 @@ def main(argv=None):
     for scale in scales:
         out = REPO_ROOT / "data" / "h5" / f"x{scale}"
         if (out / "manifest.json").is_file():
-            say(f"database x{scale}: {caffe_runner.relative_path(out, REPO_ROOT)} exists, kept "
+            say(f"database x{scale}: {paths.relative_path(out, REPO_ROOT)} exists, kept "
                 f"(delete it to rebuild)")
             continue
         run_tool(["tools/make_h5.py", "--scale", scale, "--data-root", data_arg], args.quiet)
@@ -120,11 +122,11 @@ def main(argv=None):
     for index, name in enumerate(names, start=1):
         experiment = experiments[name]
         say(f"[{index}/{len(names)}] {name}: {experiment.description}")
-        say("  $ " + " ".join(caffe_runner.train_command(experiment.solver_path, gpu=gpu)))
-        result = caffe_runner.train(experiment.solver_path, gpu=gpu, workdir=REPO_ROOT,
+        say("  $ " + " ".join(runner.train_command(experiment.solver_path, gpu=gpu)))
+        result = runner.train(experiment.solver_path, gpu=gpu, workdir=REPO_ROOT,
                                     progress=not args.quiet, description=name)
-        weights = caffe_runner.relative_path(result.snapshot.caffemodel, REPO_ROOT)
-        eval_out = caffe_runner.relative_path(args.out.resolve() / name, REPO_ROOT)
+        weights = paths.relative_path(result.snapshot.caffemodel, REPO_ROOT)
+        eval_out = paths.relative_path(args.out.resolve() / name, REPO_ROOT)
         eval_args = ["tools/eval.py", "--model", experiment.deploy_net_path, "--weights", weights,
                      "--scale", experiment.scale, "--sets", *reproduce.TEST_SETS, "--data-root", data_arg,
                      "--out", eval_out, "--name", "DDSR" if name in reproduce.TABLE3_EXPERIMENTS.values()
@@ -151,14 +153,14 @@ def main(argv=None):
             written.append(out / f"{table}.md")
         fig5 = reproduce.ABLATIONS["fig5"]
         run_tool(["tools/curves.py", *fig5, "--labels", *fig5.values(), "--set", "Set5",
-                  "--data-root", data_arg, "--out", caffe_runner.relative_path(out / "fig5", REPO_ROOT)],
+                  "--data-root", data_arg, "--out", paths.relative_path(out / "fig5", REPO_ROOT)],
                  args.quiet)
         written.append(out / "fig5")
     say(f"done in {(time.time() - begun) / 3600:.1f} h")
     for path in written:
-        print(f"{PROG}: wrote {caffe_runner.relative_path(path, REPO_ROOT)}")
+        print(f"{PROG}: wrote {paths.relative_path(path, REPO_ROOT)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(caffe_runner.exit_status(PROG, main))
+    sys.exit(runner.exit_status(PROG, main))

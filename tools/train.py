@@ -8,7 +8,7 @@ root, plus: a progress bar (iteration, loss, learning rate, ETA), the whole Caff
 output in runs/ddsr_x3/train.log, resuming from the newest
 snapshots/ddsr_x3_iter_N.solverstate (`-snapshot`), and a stop with a message naming
 the iteration and the last good snapshot if the loss becomes NaN or infinite.
-The logic is in ddsr.caffe_runner.
+The logic is in ddsr.training.runner.
 """
 
 import argparse
@@ -20,7 +20,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import caffe_runner
+from ddsr import paths
+from ddsr.training import runner, snapshots
 
 PROG = "train"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ def solver_path(experiment):
         path = given if given.is_absolute() else (Path.cwd() / given)
         if not path.is_file():
             raise ValueError(f"no solver {experiment}")
-        return caffe_runner.relative_path(path, REPO_ROOT)
+        return paths.relative_path(path, REPO_ROOT)
     path = Path("solvers") / f"{experiment}.prototxt"
     if not (REPO_ROOT / path).is_file():
         known = sorted(p.stem for p in (REPO_ROOT / "solvers").glob("*.prototxt"))
@@ -68,9 +69,9 @@ def solver_path(experiment):
 
 def restart(solver, log_path):
     """Remove a run's snapshots and log, so that it starts from iteration 0."""
-    info = caffe_runner.read_solver(REPO_ROOT / solver)
+    info = snapshots.read_solver(REPO_ROOT / solver)
     removed = 0
-    for snap in caffe_runner.list_snapshots(info.snapshot_prefix, REPO_ROOT):
+    for snap in snapshots.list_snapshots(info.snapshot_prefix, REPO_ROOT):
         for path in (snap.caffemodel, snap.solverstate):
             if path is not None:
                 path.unlink()
@@ -87,25 +88,25 @@ def main(argv=None):
     if args.restart:
         removed = restart(solver, log_path)
         print(f"{PROG}: --restart: removed {removed} snapshot files and the log", file=sys.stderr)
-    info = caffe_runner.read_solver(REPO_ROOT / solver)
-    start = caffe_runner.newest_snapshot(info.snapshot_prefix, REPO_ROOT)
-    plain = caffe_runner.train_command(
-        solver, gpu=args.gpu, snapshot=caffe_runner.relative_path(start.solverstate, REPO_ROOT) if start else None)
+    info = snapshots.read_solver(REPO_ROOT / solver)
+    start = snapshots.newest_snapshot(info.snapshot_prefix, REPO_ROOT)
+    plain = runner.train_command(
+        solver, gpu=args.gpu, snapshot=paths.relative_path(start.solverstate, REPO_ROOT) if start else None)
     print(f"{PROG}: the plain Caffe command (from {REPO_ROOT}): {' '.join(map(str, plain))}", file=sys.stderr)
     if start is not None and start.iteration < info.max_iter:
         print(f"{PROG}: resuming from iteration {start.iteration} of {info.max_iter}", file=sys.stderr)
     print(f"{PROG}: log: {log_path}", file=sys.stderr)
-    result = caffe_runner.train(solver, gpu=args.gpu, log_path=log_path, workdir=REPO_ROOT,
+    result = runner.train(solver, gpu=args.gpu, log_path=log_path, workdir=REPO_ROOT,
                                 progress=not args.quiet, niceness=args.nice,
                                 stream=sys.stderr if args.verbose else None)
     if result.already_done:
         print(f"{PROG}: {solver.stem} is already trained to iteration {result.final_iteration} "
-              f"({caffe_runner.relative_path(result.snapshot.caffemodel, REPO_ROOT)}); --restart to train again")
+              f"({paths.relative_path(result.snapshot.caffemodel, REPO_ROOT)}); --restart to train again")
         return 0
     print(f"{PROG}: {solver.stem}: iterations {result.start_iteration}-{result.final_iteration} in "
-          f"{result.seconds / 60:.1f} min; weights {caffe_runner.relative_path(result.snapshot.caffemodel, REPO_ROOT)}")
+          f"{result.seconds / 60:.1f} min; weights {paths.relative_path(result.snapshot.caffemodel, REPO_ROOT)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(caffe_runner.exit_status(PROG, main))
+    sys.exit(runner.exit_status(PROG, main))

@@ -100,7 +100,10 @@ def _replace_directory(new, out):
     except BaseException:
         os.rename(old, out)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    if old.is_symlink():  # the old folder was a link to a folder elsewhere: drop only the link
+        old.unlink()
+    else:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -2,11 +2,11 @@
 
 The paper's protocol, per experiment: the training database of its scale
 (``tools/make_h5.py``), ``caffe train -solver solvers/<name>.prototxt -gpu 0``
-(:func:`ddsr.caffe_runner.train`), then ``tools/eval.py`` on Set5, Set14 and
+(:func:`ddsr.training.runner.train`), then ``tools/eval.py`` on Set5, Set14 and
 BSD200. This module says which experiments each target needs
 (:func:`experiments_for`), estimates what a CPU would take
 (:func:`cpu_seconds_per_iteration`), and lays out Table 1 and Table 2 from the
-evaluation folders (Table 3 is :func:`ddsr.report.table3_markdown`).
+evaluation folders (Table 3 is :func:`ddsr.evaluation.report.table3_markdown`).
 """
 
 import json
@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .report import load_run
+from ddsr.evaluation.report import load_run
 
 def run_tool(args, workdir, quiet=False, prog="ddsr"):
     """Run one pipeline step, a ``tools/*.py`` script, with this Python from ``workdir``.
@@ -111,7 +111,7 @@ def cpu_seconds_per_iteration(scale, depth, num_filters, deconv_kernel, batch_si
 
 
 def experiment_cpu_seconds(experiment):
-    """Estimated CPU seconds for the whole of an :class:`ddsr.experiments.Experiment`."""
+    """Estimated CPU seconds for the whole of an :class:`ddsr.model.experiments.Experiment`."""
     net = experiment.net
     per_iteration = cpu_seconds_per_iteration(net.scale, net.depth, net.num_filters, net.deconv_kernel,
                                               experiment.data.batch_size)

@@ -185,7 +185,7 @@ def ddsr(scale, depth=18, num_filters=64, deconv_kernel=3, residual=True,
     residual : bool
         Add the upsampling features to the last ``num_filters``-channel
         features before the reconstruction layer.
-    train_data : ddsr.experiments.DataConfig or None
+    train_data : ddsr.model.experiments.DataConfig or None
         HDF5 list files and batch sizes of the train net; ``None`` for the
         deploy net (an ``Input`` blob ``data`` of shape 1x1xHxW).
     input_size : (int, int)
@@ -251,14 +251,14 @@ def ddsr(scale, depth=18, num_filters=64, deconv_kernel=3, residual=True,
 
 
 def train_net(experiment):
-    """The train net of a :class:`ddsr.experiments.Experiment`."""
+    """The train net of a :class:`ddsr.model.experiments.Experiment`."""
     c = experiment.net
     return ddsr(c.scale, c.depth, c.num_filters, c.deconv_kernel, c.residual,
                 train_data=experiment.data, name=experiment.name)
 
 
 def deploy_net(experiment):
-    """The deploy net of a :class:`ddsr.experiments.Experiment` (input ``data``, output ``recon``)."""
+    """The deploy net of a :class:`ddsr.model.experiments.Experiment` (input ``data``, output ``recon``)."""
     c = experiment.net
     return ddsr(c.scale, c.depth, c.num_filters, c.deconv_kernel, c.residual,
                 name=experiment.name)

@@ -82,6 +82,8 @@ from collections import namedtuple
 import numpy as np
 from scipy import ndimage
 
+from ..matlab import shave
+
 __all__ = ["ifc", "steerable_pyramid", "SteerablePyramid", "SP5_FILTERS"]
 
 # --- sp5Filters.m (matlabPyrTools), as MATLAB matrices -------------------------
@@ -394,7 +396,7 @@ def _gsm_parameters(reference):
     return s_field, np.linalg.eigvalsh(cov)
 
 
-def ifc(reference, distorted):
+def ifc(reference, distorted, crop_border=0):
     """Information Fidelity Criterion of ``distorted`` with respect to ``reference``.
 
     Parameters
@@ -402,6 +404,9 @@ def ifc(reference, distorted):
     reference, distorted : array_like, shape (H, W)
         Single-channel images in 0..255 (uint8 or float), same shape; the
         order matters (the reference first, as in ``ifcvec(imorg, imdist)``).
+    crop_border : int
+        Pixels removed from each side of both images first (MATLAB ``shave(im, [b b])``
+        of the SRCNN test code), as for :func:`~ddsr.evaluation.metrics.psnr`.
 
     Returns
     -------
@@ -425,6 +430,8 @@ def ifc(reference, distorted):
     """
     ref = _check_image(reference, "reference")
     dist = _check_image(distorted, "distorted")
+    if crop_border:
+        ref, dist = shave(ref, crop_border), shave(dist, crop_border)
     if ref.shape != dist.shape:
         raise ValueError(f"image shapes differ: {ref.shape} vs {dist.shape}")
     min_side = SP5_FILTERS["lo"].shape[0] * 2 ** (_HEIGHT - 1)

@@ -3,12 +3,12 @@
 The paper's Fig. 5 (Adam vs SGD, with and without the residual) and Fig. 6 (the
 learning-rate drops) plot Set5 x3 PSNR against the iteration. Here a run is
 its solver's snapshots (``snapshots/<name>_iter_N.caffemodel``) and its log
-(``runs/<name>/train.log``, written by :func:`ddsr.caffe_runner.train`):
+(``runs/<name>/train.log``, written by :func:`ddsr.training.runner.train`):
 
-- :func:`log_rows` reads the log (:func:`ddsr.caffe_runner.read_log`) into rows
+- :func:`log_rows` reads the log (:func:`ddsr.training.runner.read_log`) into rows
   of iteration, training loss, learning rate and test loss;
 - :func:`evaluate_snapshots` runs each snapshot through the deploy net on a
-  test set with the evaluation protocol of :mod:`ddsr.evaluate` (the same
+  test set with the evaluation protocol of :mod:`ddsr.evaluation` (the same
   steps as ``tools/eval.py``) and gives the set's mean PSNR and SSIM;
 - :func:`write_csv`, :func:`plot_loss` and :func:`plot_quality` write the CSV
   files and PNG figures, several runs on one plot.
@@ -19,8 +19,8 @@ import io
 import math
 from pathlib import Path
 
-from . import caffe_runner
-from .atomic import write_bytes_atomic
+from ddsr.training import log as train_log, snapshots
+from ddsr.atomic import write_bytes_atomic
 
 LOSS_COLUMNS = ("iteration", "loss", "lr", "test_loss")
 QUALITY_COLUMNS = ("iteration", "psnr", "ssim")
@@ -33,8 +33,8 @@ def log_rows(log):
     ----------
     log : str, Path or caffe_runner.TrainingLog
     """
-    if not isinstance(log, caffe_runner.TrainingLog):
-        log = caffe_runner.read_log(log)
+    if not isinstance(log, train_log.TrainingLog):
+        log = train_log.read_log(log)
     rows = []
     for row in log.rows():
         rows.append({"iteration": row["iteration"], "loss": row["loss"], "lr": row["lr"],
@@ -43,9 +43,9 @@ def log_rows(log):
 
 
 def load_test_images(data_root, set_name, scale):
-    """The protocol's prepared images of one set (:func:`ddsr.evaluate.prepare_image`)."""
-    from .evaluate import list_set_images, prepare_image
-    from .matlab import imread
+    """The protocol's prepared images of one set (:func:`ddsr.evaluation.prepare_image`)."""
+    from ddsr.evaluation.protocol import list_set_images, prepare_image
+    from ddsr.matlab import imread
 
     return [prepare_image(imread(path), scale, name=path.stem)
             for path in list_set_images(data_root, set_name)]
@@ -53,7 +53,7 @@ def load_test_images(data_root, set_name, scale):
 
 def deploy_scale(deploy):
     """The upscaling factor of a DDSR deploy net: its Deconvolution layer's stride (None if none)."""
-    from .evaluate import parse_deploy
+    from ddsr.evaluation.deploy_net import parse_deploy
 
     for layer in parse_deploy(deploy).layer:
         if layer.type == "Deconvolution":
@@ -76,11 +76,11 @@ def evaluate_weights(deploy, weights, images, scale, metrics=("psnr", "ssim"), t
     (dict, list of ndarray)
         ``{metric: mean}`` and each image's SR Y.
     """
-    from .evaluate import CaffeUpscaler, load_net, measure, resolve_settings, to_uint8
+    from ddsr.evaluation.metrics import measure
+    from ddsr.evaluation.protocol import to_uint8
+    from ddsr.evaluation.upscaler import load_upscaler
 
-    settings, _ = resolve_settings(deploy, scale, tile=tile)
-    net, net_param = load_net(deploy, weights)
-    upscaler = CaffeUpscaler(net, scale, settings, net_param=net_param)
+    upscaler = load_upscaler(deploy, weights, scale, tile=tile)
     totals = {m: 0.0 for m in metrics}
     outputs = []
     for image in images:
@@ -94,7 +94,8 @@ def evaluate_weights(deploy, weights, images, scale, metrics=("psnr", "ssim"), t
 
 def bicubic_quality(images, scale, metrics=("psnr", "ssim")):
     """The bicubic baseline's mean metrics over prepared images."""
-    from .evaluate import measure, to_uint8
+    from ddsr.evaluation.metrics import measure
+    from ddsr.evaluation.protocol import to_uint8
 
     totals = {m: 0.0 for m in metrics}
     for image in images:
@@ -138,7 +139,7 @@ def evaluate_snapshots(deploy, snapshot_prefix, data_root, set_name="Set5", scal
     """
     from tqdm import tqdm
 
-    snaps = caffe_runner.list_snapshots(snapshot_prefix, workdir)
+    snaps = snapshots.list_snapshots(snapshot_prefix, workdir)
     if not snaps:
         raise ValueError(f"no snapshots {Path(workdir) / snapshot_prefix}_iter_*.caffemodel")
     if every < 1:
@@ -154,8 +155,8 @@ def evaluate_snapshots(deploy, snapshot_prefix, data_root, set_name="Set5", scal
 
 
 def write_csv(path, rows, columns):
-    """Write rows (dicts) as CSV with the given columns, atomically (:func:`ddsr.report.write_csv_atomic`)."""
-    from .report import write_csv_atomic
+    """Write rows (dicts) as CSV with the given columns, atomically (:func:`ddsr.evaluation.report.write_csv_atomic`)."""
+    from ddsr.evaluation.report import write_csv_atomic
 
     write_csv_atomic(path, rows, fields=columns)
     return Path(path)

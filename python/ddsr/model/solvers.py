@@ -29,7 +29,7 @@ def solver_parameter(experiment):
 
     Parameters
     ----------
-    experiment : ddsr.experiments.Experiment
+    experiment : ddsr.model.experiments.Experiment
 
     Returns
     -------

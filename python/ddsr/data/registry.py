@@ -1,58 +1,24 @@
-"""The image sets of the paper: the registry, fetching them, checking their sha256.
+"""The image sets of the paper: the registry of their files and checking their sha256.
 
 The registry (``datasets/registry.tsv`` in the repository) lists every file of
 every set with its sha256, size, pixel size and the public repository, commit
-and path it comes from. A set is fetched into ``<data_root>/<Set>/`` from one
-of three sources:
+and path it comes from. Fetching a set into ``<data_root>/<Set>/`` is
+:mod:`ddsr.data.fetch`; this module reads the registry, verifies a set folder
+against it, and lists a set's images in registry order.
 
-- its public repository at the pinned commit (the default), as raw file URLs
-  ``<raw_base>/<source_repo>/<source_commit>/<source_path>`` with
-  ``raw_base = https://raw.githubusercontent.com``;
-- a mirror: a base URL under which ``<Set>/<filename>`` is served, the same
-  layout as a data root (``python -m http.server`` run inside a data root, or a
-  ``file://`` URL of one, is a mirror);
-- a local folder holding ``<Set>/<filename>`` (e.g. ``../shared/datasets``).
-
-Guarantees:
-
-- Every file is checked against its sha256 in the registry. A mismatch or a
-  missing file is a :class:`ChecksumError` that lists all such files.
-- A set is assembled in a temporary folder ``<data_root>/.<Set>.partial-*`` and
-  renamed to ``<data_root>/<Set>`` only when every file is there and correct;
-  on any error (or Ctrl-C) the temporary folder is removed and the data root
-  is left as it was.
-- An existing ``<data_root>/<Set>`` that verifies (exactly the registry's
-  files, all with the right sha256) is left alone, without any network access.
-  One that does not verify (a file missing, changed, or a file that is not in
-  the registry) is rebuilt: its correct files are reused, the others fetched,
-  and the new folder takes its place; the old one is deleted only after that.
-  ``<data_root>/<Set>/`` therefore belongs to this module: files added there by
-  hand are removed on the next fetch.
-- The sources are plain image files; nothing is ever unpacked, so there is no
-  archive member that could escape the target folder. File names come from the
-  registry, which may only hold plain names (no ``/``, ``\\``, ``..`` or leading
-  ``.``), so every file lands inside its set folder.
-
-Progress is reported through an optional callback, so that tools can draw a
-progress bar (``tools/fetch_datasets.py`` uses tqdm); the library prints nothing.
+File names come from the registry, which may only hold plain names (no ``/``,
+``\\``, ``..`` or leading ``.``), so every file lands inside its set folder.
 """
 
 import csv
 import hashlib
-import http.client
-import os
 import re
-import shutil
-import tempfile
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple
 
-from . import __version__
+from ..paths import DEFAULT_DATA_ROOT, REPO_ROOT
 
 __all__ = [
     "REPO_ROOT",
@@ -69,15 +35,11 @@ __all__ = [
     "DownloadError",
     "load_registry",
     "sha256_file",
-    "download_file",
     "verify_set",
     "image_paths",
-    "fetch_set",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_PATH = REPO_ROOT / "datasets" / "registry.tsv"
-DEFAULT_DATA_ROOT = REPO_ROOT / "data"
 RAW_BASE = "https://raw.githubusercontent.com"
 
 # What each set is for in the paper; "optional" sets are not used by it.
@@ -88,9 +50,6 @@ REGISTRY_COLUMNS = (
     "source_repo", "source_commit", "source_path",
 )
 
-# HTTP statuses worth another try: the server or a proxy is busy, not the file absent.
-_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-_MISSING_STATUSES = frozenset({404, 410})
 _CHUNK = 1 << 20
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -304,18 +263,6 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
-def _copy_hashing(src, dest):
-    """Copy a binary stream into a new file; return (sha256 hex, bytes)."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(dest, "xb") as out:
-        for chunk in iter(lambda: src.read(_CHUNK), b""):
-            digest.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def _mismatch(entry, sha, size):
     """A FileProblem if (sha, size) is not what the registry says, else None."""
     if sha == entry.sha256:
@@ -396,180 +343,3 @@ def image_paths(name, data_root=DEFAULT_DATA_ROOT, *, registry=None):
     return paths
 
 
-def _check_url(url, what):
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("http", "https", "file"):
-        raise ValueError(f"{what} must be an http://, https:// or file:// URL, got {url!r}")
-
-
-def download_file(url, dest, *, timeout, retries, backoff):
-    """Download ``url`` into ``dest``; (sha256, bytes), or None if the server says it is absent.
-
-    Retries transport errors, timeouts and the statuses in ``_RETRY_STATUSES``
-    with exponential backoff; raises DownloadError when they persist or for any
-    other HTTP status.
-    """
-    request = urllib.request.Request(url, headers={"User-Agent": f"ddsr-caffe/{__version__}"})
-    last_error = None
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return _copy_hashing(response, dest)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code in _MISSING_STATUSES:
-                return None
-            if exc.code not in _RETRY_STATUSES:
-                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-            last_error = f"HTTP {exc.code} {exc.reason}"
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, FileNotFoundError):  # a file:// URL
-                return None
-            last_error = str(exc.reason)
-        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-            last_error = f"{type(exc).__name__}: {exc}"
-        # Drop a partial file before the next attempt.
-        Path(dest).unlink(missing_ok=True)
-    raise DownloadError(f"{url}: {last_error} (gave up after {retries + 1} attempts)")
-
-
-def _move_aside(folder, data_root, name):
-    """Rename ``folder`` to a fresh hidden name in ``data_root``; return the new path."""
-    aside = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=data_root))
-    aside.rmdir()  # a name nobody else got from mkdtemp; os.rename needs it free
-    os.rename(folder, aside)
-    return aside
-
-
-def fetch_set(name, data_root=DEFAULT_DATA_ROOT, *, from_dir=None, mirror=None,
-              raw_base=RAW_BASE, timeout=30.0, retries=3, backoff=1.0,
-              progress: Optional[Callable[[DatasetFile], None]] = None, registry=None):
-    """Fetch one set into ``<data_root>/<name>/``, every file checked against its sha256.
-
-    Parameters
-    ----------
-    name : str
-        A set name of the registry (``Set5``, ``Set14``, ``BSD200``, ``T91``,
-        ``General-100``, ``BSD100``, ``BSD200-train``).
-    data_root : path-like
-        Where set folders go (created if needed). Default: ``data/`` in the repository.
-    from_dir : path-like, optional
-        Copy from a local folder holding ``<name>/<filename>`` (e.g. ``../shared/datasets``).
-    mirror : str, optional
-        Download from ``<mirror>/<name>/<filename>`` (http, https or file URL).
-    raw_base : str
-        Base of the raw-file URLs when neither ``from_dir`` nor ``mirror`` is
-        given: ``<raw_base>/<repo>/<commit>/<path>`` (tests point it at a local server).
-    timeout : float
-        Seconds for connecting and for each read.
-    retries : int
-        Extra attempts after a transport error, a timeout or HTTP 408/425/429/5xx,
-        waiting ``backoff * 2**k`` seconds before the k-th retry.
-    backoff : float
-    progress : callable, optional
-        Called with each :class:`DatasetFile` once it has been handled.
-    registry : Registry, optional
-
-    Returns
-    -------
-    FetchResult
-        The set folder and whether it was ``"present"``, ``"fetched"`` or ``"replaced"``.
-
-    Raises
-    ------
-    ValueError
-        Unknown set, both ``from_dir`` and ``mirror``, a bad URL or a bad number.
-    ChecksumError
-        Files missing at the source or with another sha256; all of them are listed.
-        Nothing is written: no set folder, no temporary folder, and an existing
-        set folder is left as it was.
-    DownloadError
-        A file could not be downloaded after the retries (nothing written either).
-    DatasetError
-        ``from_dir`` has no folder for the set; the target is not a folder.
-    """
-    registry = load_registry() if registry is None else registry
-    files = registry.files(name)
-    if from_dir is not None and mirror is not None:
-        raise ValueError("give at most one of from_dir and mirror")
-    if timeout <= 0 or retries < 0 or backoff < 0:
-        raise ValueError("timeout must be > 0, retries and backoff >= 0")
-    if mirror is not None:
-        _check_url(mirror, "mirror")
-        where = f"mirror {mirror}"
-    elif from_dir is not None:
-        source_folder = Path(from_dir) / name
-        if not source_folder.is_dir():
-            raise DatasetError(f"{name}: {source_folder} does not exist")
-        where = str(source_folder)
-    else:
-        _check_url(raw_base, "raw_base")
-        where = "the source repositories"
-
-    data_root = Path(data_root)
-    target = data_root / name
-    reusable = {}
-    replaced = ()
-    if target.exists() or target.is_symlink():
-        if not target.is_dir():
-            raise DatasetError(f"{name}: {target} exists and is not a folder")
-        replaced = tuple(verify_set(name, data_root, registry=registry))
-        if not replaced:
-            return FetchResult(target, "present")
-        bad = {p.filename for p in replaced}
-        reusable = {f.filename: target / f.filename for f in files if f.filename not in bad}
-
-    data_root.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=data_root))
-    try:
-        problems = []
-        for entry in files:
-            dest = partial / entry.filename
-            if entry.filename in reusable:
-                with open(reusable[entry.filename], "rb") as src:
-                    got = _copy_hashing(src, dest)
-            elif from_dir is not None:
-                src_path = source_folder / entry.filename
-                if src_path.is_file():
-                    with open(src_path, "rb") as src:
-                        got = _copy_hashing(src, dest)
-                else:
-                    got = None
-            else:
-                url = entry.mirror_url(mirror) if mirror is not None else entry.raw_url(raw_base)
-                try:
-                    got = download_file(url, dest, timeout=timeout, retries=retries, backoff=backoff)
-                except DownloadError as exc:
-                    raise DownloadError(f"{name}/{entry.filename}: {exc}") from exc
-            if got is None:
-                problems.append(FileProblem(entry.filename, "missing"))
-            else:
-                bad = _mismatch(entry, *got)
-                if bad:
-                    problems.append(bad)
-                    dest.unlink()
-            if progress is not None:
-                progress(entry)
-        if problems:
-            raise ChecksumError(name, problems, where)
-        # mkdtemp makes the folder private (0700); a data folder is readable by all.
-        os.chmod(partial, 0o755)
-        if replaced:
-            aside = _move_aside(target, data_root, name)
-            try:
-                os.rename(partial, target)
-            except BaseException:
-                os.rename(aside, target)
-                raise
-            if aside.is_symlink():
-                aside.unlink()
-            else:
-                shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.rename(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return FetchResult(target, "replaced" if replaced else "fetched", replaced)

@@ -4,9 +4,9 @@ For each chosen image, one row: the whole ground truth with the crop marked,
 then the same crop of the bicubic upscale, of each model's output and of the
 ground truth, each titled with its PSNR (the whole image's, Y channel, border
 shaved by the scale: the numbers Fig. 7 prints). The images go through the
-evaluation protocol of :mod:`ddsr.evaluate` (modcrop, Y, single-precision
+evaluation protocol of :mod:`ddsr.evaluation` (modcrop, Y, single-precision
 MATLAB bicubic LR); colour outputs are the model's Y with the bicubic Cb and Cr
-(:func:`ddsr.evaluate.colour_output`), as the paper does.
+(:func:`ddsr.evaluation.colour_output`), as the paper does.
 
 Where no crop is given, :func:`best_crop` picks the window where the first
 model removes the most squared error relative to bicubic: the place where the
@@ -29,7 +29,7 @@ def find_image(data_root, spec):
     """
     from pathlib import Path
 
-    from .evaluate import list_set_images
+    from ddsr.evaluation.protocol import list_set_images
 
     if "/" not in spec:
         raise ValueError(f"image {spec!r}: give it as SET/NAME, e.g. Set5/bird_GT")
@@ -85,7 +85,7 @@ def comparison_entry(path, scale, models, name=None):
         The HR image.
     scale : int
     models : list of (label, upscaler)
-        Upscalers of :mod:`ddsr.evaluate` (``CaffeUpscaler``).
+        Upscalers of :mod:`ddsr.evaluation` (``CaffeUpscaler``).
     name : str or None
         Label (default: the file's stem).
 
@@ -97,8 +97,9 @@ def comparison_entry(path, scale, models, name=None):
     """
     from pathlib import Path
 
-    from .evaluate import colour_output, measure, prepare_image, to_uint8
-    from .matlab import imread
+    from ddsr.evaluation.protocol import colour_output, prepare_image, to_uint8
+    from ddsr.evaluation.metrics import measure
+    from ddsr.matlab import imread
 
     image = prepare_image(imread(path), scale, name=name or Path(path).stem)
     outputs = []
@@ -151,7 +152,7 @@ def plot_comparison(entries, path, crop_size=96, crops=None, title=None):
     """
     from matplotlib.patches import Rectangle
 
-    from .curves import pyplot, save_figure
+    from ddsr.training.curves import pyplot, save_figure
 
     if not entries:
         raise ValueError("no images to compare")

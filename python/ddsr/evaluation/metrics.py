@@ -1,13 +1,19 @@
-"""Image quality metrics of the SR protocol: PSNR and SSIM on the Y channel.
+"""Image quality metrics of the SR protocol: PSNR, SSIM and IFC on the Y channel.
 
-IFC lives in :mod:`ddsr.ifc`.
+PSNR and SSIM are here; IFC, a longer port, lives in :mod:`ddsr.evaluation.ifc`.
+:func:`measure` computes any of them for one image pair, as the protocol asks.
 """
+
+import time
 
 import numpy as np
 
-from .matlab import shave
+from ..matlab import shave
 
-__all__ = ["psnr", "ssim"]
+__all__ = ["METRIC_NAMES", "psnr", "ssim", "check_metrics", "measure"]
+
+METRIC_NAMES = ("psnr", "ssim", "ifc")
+
 
 # Wang et al.'s ssim_index defaults: fspecial('gaussian', 11, 1.5), K = [0.01 0.03], L = 255
 _SSIM_WINDOW = 11
@@ -121,3 +127,62 @@ def ssim(reference, test, crop_border=0):
         K1=_SSIM_K1,
         K2=_SSIM_K2,
     ))
+
+
+def _metric_function(name):
+    """The metric implementation; IFC's module (and scipy) is imported on first use."""
+    if name == "psnr":
+        return psnr
+    if name == "ssim":
+        return ssim
+    if name == "ifc":
+        from .ifc import ifc
+        return ifc
+    raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRIC_NAMES)}")
+
+
+def check_metrics(metrics):
+    """Validate metric names and import their implementations (a clear error if one is missing)."""
+    metrics = tuple(metrics)
+    if not metrics:
+        raise ValueError("no metrics requested")
+    for name in metrics:
+        if name not in METRIC_NAMES:
+            raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRIC_NAMES)}")
+        try:
+            _metric_function(name)
+        except ImportError as exc:
+            raise ValueError(f"metric {name!r} is not available in this checkout ({exc})") from exc
+    return metrics
+
+
+def measure(hr_y, sr_y, scale, metrics=METRIC_NAMES, timings=None):
+    """The protocol's metrics of one SR Y image against its HR Y, border ``scale`` shaved.
+
+    Parameters
+    ----------
+    hr_y, sr_y : ndarray of uint8, shape (H, W)
+    scale : int
+        Pixels shaved from each side (``shave(im, [s s])`` of the SRCNN test code).
+    metrics : sequence of str
+        Any of ``"psnr"``, ``"ssim"``, ``"ifc"``.
+    timings : dict, optional
+        If given, each metric's time in seconds is added to ``timings[metric]``.
+
+    Returns
+    -------
+    dict
+        ``{metric: float}``: :func:`psnr`, :func:`ssim` and :func:`ddsr.evaluation.ifc.ifc`, each
+        with ``crop_border=scale``, reference first.
+    """
+    if hr_y.shape != sr_y.shape:
+        raise ValueError(f"HR {hr_y.shape} and SR {sr_y.shape} sizes differ")
+    out = {}
+    for name in metrics:
+        fn = _metric_function(name)
+        start = time.perf_counter()
+        out[name] = float(fn(hr_y, sr_y, crop_border=scale))
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+    return out
+

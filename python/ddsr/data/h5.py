@@ -363,14 +363,14 @@ def build_database(out_dir, train_sources, scale, patch_size=7, stride=4, seed=0
         ``(set name, image file)`` of the training and validation images.
         No validation split when ``val_sources`` is empty.
     scale, patch_size, stride : int
-        As in :func:`ddsr.patches.extract_patch_pairs`.
+        As in :func:`ddsr.data.patches.extract_patch_pairs`.
     seed : int
         Seed of the shuffles (:func:`shuffled_order`), training and validation.
     multiple_of : int
         Keep a multiple of this many training patches (SRCNN's 128-patch
         chunks); the validation split keeps all of its patches.
     flip, rot90, downscales
-        Training augmentation (:func:`ddsr.patches.augmentations`); the
+        Training augmentation (:func:`ddsr.data.patches.augmentations`); the
         validation images are never augmented.
     skip_bad : bool
         Skip unreadable images (recorded in the manifest) instead of failing.
@@ -402,7 +402,7 @@ def build_database(out_dir, train_sources, scale, patch_size=7, stride=4, seed=0
         An unreadable image (without ``skip_bad``), an unwritable output or a
         full disk; the previous database is left as it was.
     """
-    from ddsr.patches import collect_patch_pairs
+    from ddsr.data.patches import collect_patch_pairs
 
     out_dir = Path(out_dir)
     _check_list_entry(list_path(out_dir / "train_000.h5", list_relative_to))

@@ -21,7 +21,7 @@ scripts take ``im_label(x*scale : ...)`` with 1-based ``x``, ``s - 1`` HR pixels
 too far; that offset is not copied.)
 
 Everything here is a pure function of arrays except :func:`collect_patch_pairs`,
-which reads the image files; shuffling and writing HDF5 are in :mod:`ddsr.h5`.
+which reads the image files; shuffling and writing HDF5 are in :mod:`ddsr.data.h5`.
 """
 
 from dataclasses import dataclass, field
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ddsr.datasets import sha256_file
+from ddsr.data.registry import sha256_file
 from ddsr.matlab import im2single, imread, imresize, modcrop, rgb2y
 
 __all__ = [

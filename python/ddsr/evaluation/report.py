@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import published as pub
-from .atomic import write_bytes_atomic, write_text_atomic
+from ddsr.evaluation import published as pub
+from ddsr.atomic import write_bytes_atomic, write_text_atomic
 
 __all__ = [
     "CSV_FIELDS",
@@ -132,7 +132,7 @@ class Row:
     summary : dict or None
         Computed values (``summary.json`` form); None for a published-only row.
     paper_row : str or None
-        The published Table 3 row to compare with (a key of :data:`ddsr.published.TABLE3`).
+        The published Table 3 row to compare with (a key of :data:`ddsr.evaluation.published.TABLE3`).
     source : str
         Where the values came from (a run folder), for messages.
     """

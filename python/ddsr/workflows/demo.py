@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import replacing_directory
+from ddsr.atomic import replacing_directory
 
 DEMO_SETS = {
     # name of the set folder -> skimage.data loader names

@@ -22,7 +22,7 @@ The keys of one experiment:
     layer included: DDSR-18 has 17 conv 3x3x64 + PReLU layers, then the
     3x3x1 layer), ``num_filters`` (64 in the paper), ``deconv_kernel`` (the
     deconvolution's kernel size; its pad is ``(deconv_kernel - scale) / 2``,
-    see :func:`ddsr.nets.deconv_pad`), ``residual`` (the one Eltwise SUM);
+    see :func:`ddsr.model.nets.deconv_pad`), ``residual`` (the one Eltwise SUM);
 ``data``
     ``train_source``, ``val_source`` (HDF5 list files, relative to the repository
     root; ``{scale}`` is replaced by the scale), ``batch_size``,
@@ -31,7 +31,7 @@ The keys of one experiment:
     SolverParameter fields (see :data:`SOLVER_FIELDS`). ``net``,
     ``snapshot_prefix`` and ``solver_mode`` are not settings: they follow from
     the experiment's name (see :class:`Experiment`) and from how the ``caffe``
-    tool picks the device (see :mod:`ddsr.solvers`).
+    tool picks the device (see :mod:`ddsr.model.solvers`).
 
 Everything here is plain Python and YAML (no Caffe), so other modules can ask
 for an experiment's file names without importing Caffe.
@@ -115,7 +115,7 @@ _SOLVER_REQUIRED = ("type", "base_lr", "lr_policy", "max_iter", "test_iter", "te
 
 @dataclass(frozen=True)
 class NetConfig:
-    """The architecture of one DDSR net (see :func:`ddsr.nets.ddsr`)."""
+    """The architecture of one DDSR net (see :func:`ddsr.model.nets.ddsr`)."""
 
     scale: int
     depth: int
