@@ -63,7 +63,7 @@ def real_images(shared_dir):
 
 
 def _export_and_verify(deploy, weights, scale, folder, sizes, images):
-    from ddsr.evaluate import resolve_settings
+    from ddsr.evaluation.deploy_net import resolve_settings
     from ddsr.inference import caffe_model, onnx_export, opencv_export, record, verify
 
     model = caffe_model.read_model(deploy, weights)
@@ -187,7 +187,9 @@ def _run(tool, argv, capsys):
 def test_tool_exports_verifies_and_prints_runnable_lines(export_tool, official_models, shared_dir, tmp_path,
                                                          capsys, monkeypatch):
     """The printed ONNX Runtime and OpenCV lines, run as they are, give pycaffe's SR Y (to 1 grey level)."""
-    from ddsr.evaluate import forward_padded, load_net, to_uint8
+    from ddsr.evaluation.deploy_net import load_net
+    from ddsr.evaluation.protocol import to_uint8
+    from ddsr.evaluation.upscaler import forward_padded
     from ddsr.matlab import im2single, rgb2y
 
     rc, out, err = _run(export_tool, [
@@ -250,7 +252,7 @@ def test_tool_bad_input_is_one_line_and_exit_2(export_tool, tmp_path, capsys, mo
 def test_experiment_model_finds_the_newest_snapshot(tmp_path):
     import shutil
 
-    from ddsr.evaluate import ModelError
+    from ddsr.evaluation.deploy_net import ModelError
     from ddsr.inference.caffe_model import experiment_model
 
     shutil.copy(REPO / "experiments.yaml", tmp_path / "experiments.yaml")

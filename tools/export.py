@@ -27,7 +27,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
-from ddsr import evaluate as ev  # noqa: E402
+from ddsr.evaluation import deploy_net as ev  # noqa: E402
 from ddsr.inference import caffe_model, record as rec  # noqa: E402
 
 PROG = "export.py"

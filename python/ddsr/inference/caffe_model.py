@@ -1,6 +1,6 @@
 """A Caffe deploy net with its weights, as the exporters read them, and where models are found.
 
-:func:`read_model` loads the net through the evaluation stage's :func:`ddsr.evaluate.load_net`
+:func:`read_model` loads the net through the evaluation stage's :func:`ddsr.evaluation.deploy_net.load_net`
 (which checks the weights against the net before Caffe sees them) and copies out the layer
 definitions and learned blobs; :func:`experiment_model` finds an experiment's deploy net and
 newest snapshot.
@@ -15,7 +15,7 @@ import numpy as np
 
 # The evaluation stage's one way to parse and load a deploy net (weights checked before Caffe
 # sees them) and to resolve its sidecar settings.
-from ..evaluate import ModelError, load_net, sidecar_path
+from ..evaluation.deploy_net import ModelError, load_net, sidecar_path
 
 __all__ = [
     "RECORD_FORMAT",
@@ -39,7 +39,7 @@ class CaffeModel:
         ``{layer name: [blob, ...]}`` in the net's shapes (float32 copies of ``net.params``);
         a channel-shared PReLU slope is a 0-D array, as Caffe stores it.
     input_name, output_name : str
-        The net's one input blob and the blob :mod:`ddsr.evaluate` reads (its last output).
+        The net's one input blob and the blob :mod:`ddsr.evaluation.upscaler` reads (its last output).
     factor : int
         Output pixels per input pixel (the scale for nets fed the LR image, 1 for the
         bicubic-fed ones), measured by reshaping the net.
@@ -60,7 +60,7 @@ def read_model(deploy, weights):
     Raises
     ------
     ModelError
-        As :func:`ddsr.evaluate.load_net` (missing files, a mismatched weights file, ...), or
+        As :func:`ddsr.evaluation.deploy_net.load_net` (missing files, a mismatched weights file, ...), or
         a net whose output is not an integer multiple of its input in both dimensions.
     """
     net, net_param = load_net(deploy, weights)
@@ -118,8 +118,8 @@ def experiment_model(name, repo_root, weights=None):
     ModelError
         An unknown experiment, or no snapshot yet (and no weights given).
     """
-    from ..caffe_runner import list_snapshots
-    from ..experiments import load_experiments
+    from ..training.snapshots import list_snapshots
+    from ..model.experiments import load_experiments
 
     repo_root = Path(repo_root)
     try:

@@ -3,7 +3,7 @@
 A deploy net alone does not say how to use it: whether it is fed the LR image or the
 bicubic-upscaled one, how much replicate padding the MATLAB-trained nets need, whether its
 output is shifted against the HR grid. ``tools/eval.py`` reads that from the sidecar
-``<deploy>.eval.json`` (:func:`ddsr.evaluate.resolve_settings`); an exported model carries the
+``<deploy>.eval.json`` (:func:`ddsr.evaluation.deploy_net.resolve_settings`); an exported model carries the
 same facts in :func:`processing_record`, a small JSON file beside the ``.onnx`` (and beside the
 OpenCV prototxt), so that whoever runs it outside this project can apply them.
 :func:`usage_snippets` writes them out as Python for ONNX Runtime and OpenCV (executed by the
@@ -13,7 +13,7 @@ tests against pycaffe).
 import hashlib
 from pathlib import Path
 
-from ..evaluate import ModelError
+from ..evaluation.deploy_net import ModelError
 
 __all__ = ["RECORD_FORMAT", "processing_record", "record_path", "sha256_file", "usage_snippets"]
 
@@ -35,7 +35,7 @@ def processing_record(model, scale, settings, name=None):
     ----------
     model : ddsr.inference.caffe_model.CaffeModel
     scale : int
-    settings : ddsr.evaluate.EvalSettings
+    settings : ddsr.evaluation.deploy_net.EvalSettings
         The resolved sidecar/CLI settings (input kind, padding, offset).
     name : str, optional
 

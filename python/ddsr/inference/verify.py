@@ -18,7 +18,7 @@ __all__ = ["TOLERANCE", "DEFAULT_SIZES", "DEFAULT_IMAGES", "VerifyError", "Compa
 TOLERANCE = 1e-4
 DEFAULT_SIZES = ((17, 23), (48, 48), (61, 90))
 DEFAULT_IMAGES = ("astronaut", "camera")
-"""Photographs bundled with scikit-image (offline; :func:`ddsr.demo.load_bundled_image`)."""
+"""Photographs bundled with scikit-image (offline; :func:`ddsr.workflows.demo.load_bundled_image`)."""
 
 
 class VerifyError(RuntimeError):
@@ -42,7 +42,7 @@ def verify_inputs(sizes=DEFAULT_SIZES, images=None, seed=0):
         Default: :data:`DEFAULT_IMAGES`. Each is cropped at its centre to each size (an image
         smaller than a size is used whole).
     """
-    from ..demo import load_bundled_image
+    from ..workflows.demo import load_bundled_image
     from ..matlab import im2single, rgb2y
 
     if images is None:
@@ -106,7 +106,7 @@ def verify_export(model, onnx_path=None, opencv_files=None, inputs=None, toleran
     """
     import cv2
 
-    from ..evaluate import load_net
+    from ..evaluation.deploy_net import load_net
 
     if onnx_path is None and opencv_files is None:
         raise ValueError("nothing to verify: give an ONNX file or OpenCV files")
