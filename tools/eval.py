@@ -4,7 +4,9 @@
 Writes into --out: per_image.csv, summary.json ({"Set5": {"x3": {"psnr", "ssim", "ifc"}}}),
 run.json (settings, models, timings, errors), table3.md (the paper's Table 3 layout with the
 published values and differences), bicubic/ (the bicubic baseline beside a model row) and
-images/<Set>/x<s>/<image>.png (colour SR images).
+images/<Set>/x<s>/<image>.png (colour SR images). --self-ensemble adds x8/ (the same files for
+the mean over the 8 flips and rotations), a row "<name> (x8)" of its own beside the single-pass
+row; the published values are single-pass.
 
 Examples:
   tools/eval.py --method bicubic --scale 2 3 4 --sets Set5 Set14 BSD200 --out runs/eval/bicubic
@@ -89,6 +91,9 @@ def build_parser():
     out.add_argument("--no-baseline", action="store_true",
                      help="do not compute the bicubic row beside a model row")
     out.add_argument("--no-images", action="store_true", help="do not save the colour SR PNGs")
+    out.add_argument("--self-ensemble", action="store_true",
+                     help="also evaluate the x8 self-ensemble (mean over the 8 flips and rotations, 8 times the "
+                          "forwards) into <out>/x8/, its own table row \"<name> (x8)\"")
     out.add_argument("--precision", choices=sorted(report.PRECISION), default="paper",
                      help="decimals in table3.md (paper: PSNR .2f SSIM .4f IFC .2f; full: .4f .5f .3f)")
     out.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -173,6 +178,8 @@ def plan(args):
             raise CliError(str(exc)) from exc
     if args.gpu is not None and args.model is None:
         raise CliError("--gpu applies to --model only (bicubic runs in numpy)")
+    if args.self_ensemble and args.model is None:
+        raise CliError("--self-ensemble applies to --model only (bicubic commutes with flips and rotations)")
 
     models = {}
     if args.model is not None:
@@ -254,11 +261,24 @@ def run(args):
     total = sum(len(protocol.list_set_images(args.data_root, s)) for s in sets) * len(scales)
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="img", disable=args.quiet, file=sys.stderr) as bar:
+    with tqdm(total=total * (2 if args.self_ensemble else 1), unit="img", disable=args.quiet,
+              file=sys.stderr) as bar:
         result = eval_run.evaluate(args.data_root, sets, scales, upscaler_for_scale, metrics=p["metrics"],
                              baseline=bool(models) and not args.no_baseline,
                              image_sink=None if args.no_images else save_image, progress=bar,
                              jobs=args.jobs)
+        ensemble = None
+        if args.self_ensemble:
+            from ddsr.inference.ensemble import SelfEnsembleUpscaler
+
+            def save_x8(set_name, scale, image, sr8):
+                report.write_png_atomic(out / "x8" / "images" / set_name / f"x{scale}" / f"{image.name}.png",
+                                        protocol.colour_output(image, sr8))
+
+            ensemble = eval_run.evaluate(args.data_root, sets, scales,
+                                         lambda s: SelfEnsembleUpscaler(upscaler_for_scale(s)),
+                                         metrics=p["metrics"], image_sink=None if args.no_images else save_x8,
+                                         progress=bar, jobs=args.jobs)
     elapsed = time.time() - started
 
     summary = report.summarize(result.records, p["metrics"])
@@ -300,6 +320,16 @@ def run(args):
         write_json_atomic(out / "bicubic" / "summary.json", base_summary)
         write_json_atomic(out / "bicubic" / "run.json", base_meta)
         rows.append(report.Row("Bicubic", base_summary, "Bicubic", str(out / "bicubic")))
+    if ensemble is not None:
+        x8_summary = report.summarize(ensemble.records, p["metrics"])
+        x8_label = f"{p['label']} (x8)"
+        x8_meta = dict(meta, name=x8_label, paper_row=None, self_ensemble=8, single_pass_of=p["label"],
+                       forward_ms_mean=report.mean_forward_ms(ensemble.records), errors=ensemble.errors)
+        report.write_csv_atomic(out / "x8" / "per_image.csv", ensemble.records)
+        write_json_atomic(out / "x8" / "summary.json", x8_summary)
+        write_json_atomic(out / "x8" / "run.json", x8_meta)
+        rows.insert(1, report.Row(x8_label, x8_summary, None, str(out / "x8")))
+        result.errors.extend(f"(x8) {e}" for e in ensemble.errors)
     table = report.table3_markdown(rows, precision=args.precision, title=f"## Table 3: {p['label']}")
     write_text_atomic(out / "table3.md", table)
     if not args.quiet:
