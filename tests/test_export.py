@@ -265,3 +265,20 @@ def test_experiment_model_finds_the_newest_snapshot(tmp_path):
     assert deploy == tmp_path / "prototxt" / "ddsr_x4_deploy.prototxt"
     assert weights.name == "ddsr_x4_iter_10000.caffemodel" and scale == 4
     assert experiment_model("ddsr_x4", tmp_path, weights="mine.caffemodel")[1] == Path("mine.caffemodel")
+
+
+@pytest.mark.caffe
+def test_readme_shows_what_the_tool_prints(official_models):
+    """README's "Using a trained model" snippets are usage_snippets' text for the official FSRCNN x3."""
+    from ddsr.evaluation.deploy_net import resolve_settings
+    from ddsr.inference import caffe_model, record
+
+    deploy = official_models / "fsrcnn_x3_deploy.prototxt"
+    model = caffe_model.read_model(deploy, official_models / "fsrcnn_x3.caffemodel")
+    rec = record.processing_record(model, 3, resolve_settings(deploy, 3)[0])
+    snippets = record.usage_snippets(rec, "exported/fsrcnn_x3.onnx",
+                                     ("exported/opencv/fsrcnn_x3_deploy.prototxt",
+                                      "exported/opencv/fsrcnn_x3_deploy.caffemodel"))
+    readme = (REPO / "README.md").read_text()
+    for text in snippets.values():
+        assert f"```python\n{text}\n```" in readme
