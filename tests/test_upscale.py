@@ -237,11 +237,11 @@ def test_memory_model_is_caffes(caffe, tmp_path):
 import os, resource, numpy as np
 os.environ["GLOG_minloglevel"] = "2"
 from ddsr.evaluation.upscaler import load_upscaler, forward_padded
-from ddsr.inference.upscale import _resident_bytes, net_bytes_per_pixel
+from ddsr.inference.upscale import resident_bytes, net_bytes_per_pixel
 u = load_upscaler({str(deploy)!r}, {str(weights)!r}, 3)
 per_pixel = net_bytes_per_pixel(u.net, reference=8)
 x = np.random.rand(100, 100).astype(np.float32)
-before = _resident_bytes()
+before = resident_bytes()
 forward_padded(u.net, x, 3)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(per_pixel * x.size, peak - before)

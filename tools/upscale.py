@@ -147,6 +147,7 @@ def run(args):
     for e in errors:
         print(f"{PROG}: error: {e}", file=sys.stderr)
     per_pixel = upscale.net_bytes_per_pixel(upscaler.net) if args.tile is None else None
+    resident = upscale.resident_bytes()  # before any forward: the net's blobs are reused from file to file
     taken = {}
     written = kept = 0
     with tqdm(files, unit="img", disable=args.quiet or not files, file=sys.stderr) as bar:
@@ -161,7 +162,7 @@ def run(args):
             try:
                 done = upscale.upscale_file(path, upscaler, args.out, max_memory=args.max_memory,
                                             self_ensemble_x8=args.self_ensemble, compare=args.compare,
-                                            overwrite=args.overwrite, per_pixel=per_pixel)
+                                            overwrite=args.overwrite, per_pixel=per_pixel, resident=resident)
             except (upscale.InputError, deploy_net.ModelError, ValueError) as exc:
                 errors.append(str(exc))
                 bar.write(f"{PROG}: error: {exc}", file=sys.stderr)

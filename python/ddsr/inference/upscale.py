@@ -33,7 +33,7 @@ from ..matlab import im2single, im2uint8, imread, imresize, rgb2y, rgb2ycbcr
 from .ensemble import self_ensemble
 
 __all__ = ["DEFAULT_MAX_MEMORY", "InputError", "LRImage", "read_image", "apply_orientation", "collect_inputs",
-           "output_paths", "net_bytes_per_pixel", "choose_tile", "super_resolve", "upscale_file"]
+           "output_paths", "net_bytes_per_pixel", "resident_bytes", "choose_tile", "super_resolve", "upscale_file"]
 
 DEFAULT_MAX_MEMORY = 2 * 1024 ** 3
 IMAGE_BYTES_PER_OUTPUT_PIXEL = 64
@@ -220,7 +220,8 @@ def net_bytes_per_pixel(net, reference=64):
     return 4 * values / (reference * reference)
 
 
-def _resident_bytes():
+def resident_bytes():
+    """The process's resident memory now, in bytes (Linux ``/proc/self/statm``; 0 elsewhere)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -228,7 +229,7 @@ def _resident_bytes():
         return 0
 
 
-def choose_tile(upscaler, image, max_memory, per_pixel=None, overlap=None):
+def choose_tile(upscaler, image, max_memory, per_pixel=None, overlap=None, resident=None):
     """The core tile size (net-input pixels) that keeps one image under ``max_memory``, or None.
 
     Parameters
@@ -242,6 +243,10 @@ def choose_tile(upscaler, image, max_memory, per_pixel=None, overlap=None):
         :func:`net_bytes_per_pixel` of the net (computed if not given).
     overlap : int, optional
         Context pixels around a tile (default: the net's :func:`context_radius`).
+    resident : int, optional
+        The process's resident bytes before the net's first forward (default: now). Caffe keeps
+        its blobs between forwards and reuses them, so for a second image the memory the net
+        already holds must not be counted twice: measure this once, before the first image.
 
     Returns
     -------
@@ -263,7 +268,8 @@ def choose_tile(upscaler, image, max_memory, per_pixel=None, overlap=None):
         if overlap is None:
             raise ModelError("cannot bound the net's receptive field (unknown layer types): give --tile and "
                              "--tile-overlap")
-    fixed = _resident_bytes() + IMAGE_BYTES_PER_OUTPUT_PIXEL * image.sr_shape[0] * image.sr_shape[1]
+    fixed = resident_bytes() if resident is None else resident
+    fixed += IMAGE_BYTES_PER_OUTPUT_PIXEL * image.sr_shape[0] * image.sr_shape[1]
     budget = max_memory - fixed
     if h * w * per_pixel <= budget:
         return None
@@ -313,7 +319,7 @@ def side_by_side(left, right, gap=4):
 
 
 def upscale_file(path, upscaler, out_dir, *, max_memory=DEFAULT_MAX_MEMORY, self_ensemble_x8=False, compare=False,
-                 overwrite=False, per_pixel=None):
+                 overwrite=False, per_pixel=None, resident=None):
     """Upscale one file into ``out_dir/<stem>.png`` (and ``<stem>_compare.png``), atomically.
 
     Parameters
@@ -323,6 +329,8 @@ def upscale_file(path, upscaler, out_dir, *, max_memory=DEFAULT_MAX_MEMORY, self
         one is chosen per image by :func:`choose_tile` under ``max_memory``.
     per_pixel : float, optional
         :func:`net_bytes_per_pixel` of the net, computed once by the caller for many files.
+    resident : int, optional
+        See :func:`choose_tile`: the resident bytes before the first file's forward.
 
     Returns
     -------
@@ -343,7 +351,7 @@ def upscale_file(path, upscaler, out_dir, *, max_memory=DEFAULT_MAX_MEMORY, self
     tile = upscaler.settings.tile
     run = upscaler
     if tile is None:
-        tile = choose_tile(upscaler, image, max_memory, per_pixel=per_pixel)
+        tile = choose_tile(upscaler, image, max_memory, per_pixel=per_pixel, resident=resident)
         if tile is not None:
             run = CaffeUpscaler(upscaler.net, upscaler.scale, dataclasses.replace(upscaler.settings, tile=tile),
                                 net_param=upscaler.net_param, label=upscaler.label)
