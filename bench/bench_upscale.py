@@ -47,7 +47,7 @@ def make_photo(path, megapixels):
     """The bundled ``coffee`` photo (400 x 600) resized by MATLAB bicubic to about ``megapixels``."""
     import numpy as np
 
-    from ddsr.evaluation.report import write_png_atomic
+    from ddsr.atomic import write_png_atomic
     from ddsr.matlab import imresize
     from ddsr.workflows.demo import load_bundled_image
 

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from ddsr import csvfiles
 from ddsr.training import curves
 
 LOG_LINES = [
@@ -35,7 +36,7 @@ def test_csv_round_trip(tmp_path):
     path = curves.write_csv(tmp_path / "sub" / "loss.csv", rows, curves.LOSS_COLUMNS)
     assert path.read_text().splitlines()[0] == "iteration,loss,lr,test_loss"
     assert path.read_text().splitlines()[1] == "0,0.5,0.001,"
-    assert curves.read_csv(path) == rows  # full float precision kept
+    assert csvfiles.read_csv(path) == rows  # full float precision kept
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp file left
 
 
@@ -110,10 +111,10 @@ def test_curves_tool_writes_csvs_and_pngs(tiny_run, repo_root, tmp_path):
     assert done.returncode == 0, done.stderr
     for name in ("loss.csv", "loss.png", "quality.csv", "psnr.png"):
         assert (out / name).is_file(), name
-    loss = curves.read_csv(out / "loss.csv")
+    loss = csvfiles.read_csv(out / "loss.csv")
     assert [r["iteration"] for r in loss] == [0, 5, 10, 15, 20, 25, 30]
     assert all(r["lr"] == 0.001 for r in loss if r["lr"] is not None)
-    quality = curves.read_csv(out / "quality.csv")
+    quality = csvfiles.read_csv(out / "quality.csv")
     assert [r["iteration"] for r in quality] == [10, 20, 30, None]  # None: the bicubic row
     assert all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in quality)
     assert "PSNR" in done.stdout

@@ -374,3 +374,16 @@ def test_cli_fetch_verify_and_errors(shared_sets, tmp_path):
 
     run = _tool("--data-root", str(root))
     assert run.returncode == 2 and "--all or --paper" in run.stderr
+
+
+def test_list_set_images(tmp_path):
+    (tmp_path / "S").mkdir()
+    for name in ("b.png", "a.BMP", "notes.txt", "c.jpeg"):
+        (tmp_path / "S" / name).write_bytes(b"x")
+    (tmp_path / "S" / "sub.png").mkdir()
+    assert [p.name for p in datasets.list_set_images(tmp_path, "S")] == ["a.BMP", "b.png", "c.jpeg"]
+    with pytest.raises(ValueError, match=r"unknown set 'Nope': no folder .*Nope \(sets there: S\)"):
+        datasets.list_set_images(tmp_path, "Nope")
+    (tmp_path / "E").mkdir()
+    with pytest.raises(ValueError, match="empty set 'E'"):
+        datasets.list_set_images(tmp_path, "E")

@@ -1,7 +1,6 @@
 """tools/eval.py and tools/make_table.py: the command-line contract (issue 5 §2, issue 8 items 2-3)."""
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,23 +9,17 @@ import numpy as np
 import pytest
 
 from ddsr.matlab import imread
-
-
-def _load_tool(repo_root, name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", repo_root / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tool_module import load_tool
 
 
 @pytest.fixture(scope="module")
 def eval_tool(repo_root):
-    return _load_tool(repo_root, "eval")
+    return load_tool("eval")
 
 
 @pytest.fixture(scope="module")
 def make_table(repo_root):
-    return _load_tool(repo_root, "make_table")
+    return load_tool("make_table")
 
 
 @pytest.fixture(scope="module")

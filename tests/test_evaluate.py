@@ -30,19 +30,6 @@ def _bicubic_means(data_root, set_name, scales, metrics):
 
 # --- images and the protocol -------------------------------------------------------------------
 
-def test_list_set_images(tmp_path):
-    (tmp_path / "S").mkdir()
-    for name in ("b.png", "a.BMP", "notes.txt", "c.jpeg"):
-        (tmp_path / "S" / name).write_bytes(b"x")
-    (tmp_path / "S" / "sub.png").mkdir()
-    assert [p.name for p in protocol.list_set_images(tmp_path, "S")] == ["a.BMP", "b.png", "c.jpeg"]
-    with pytest.raises(ValueError, match=r"unknown set 'Nope': no folder .*Nope \(sets there: S\)"):
-        protocol.list_set_images(tmp_path, "Nope")
-    (tmp_path / "E").mkdir()
-    with pytest.raises(ValueError, match="empty set 'E'"):
-        protocol.list_set_images(tmp_path, "E")
-
-
 def test_prepare_image_steps():
     rng = np.random.default_rng(0)
     hr = rng.integers(0, 256, (23, 17, 3), dtype=np.uint8)

@@ -1,6 +1,5 @@
 """Tests of tools/make_h5.py: the CLI, its errors, and the paper's x3 patch count."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -9,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddsr.data import h5, patches
+from ddsr.data import database, h5, patches
+from tool_module import load_tool
 
 TOOL = "tools/make_h5.py"
 
@@ -17,10 +17,7 @@ TOOL = "tools/make_h5.py"
 @pytest.fixture(scope="module")
 def make_h5(repo_root):
     """The tool as a module, for in-process runs (monkeypatching, capsys)."""
-    spec = importlib.util.spec_from_file_location("make_h5_tool", repo_root / TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("make_h5")
 
 
 def run_tool(repo_root, *args):
@@ -121,11 +118,11 @@ def test_truncated_image_is_an_error_naming_it_or_skipped(repo_root, data_root, 
 
 def test_input_errors(repo_root, data_root, tmp_path):
     out = tmp_path / "db"
-    assert "no set folder" in error_line(run_tool(
+    assert "no folder" in error_line(run_tool(
         repo_root, *base_args(data_root, out), "--train-sets", "Nothing"))
     (data_root / "Empty").mkdir()
     (data_root / "Empty" / "readme.txt").write_text("not an image")
-    assert "no images in" in error_line(run_tool(
+    assert "empty set 'Empty'" in error_line(run_tool(
         repo_root, *base_args(data_root, out), "--train-sets", "Empty"))
     assert "no validation set folder" in error_line(run_tool(
         repo_root, *base_args(data_root, out), "--val-set", "Missing"))
@@ -171,16 +168,19 @@ def test_disk_full_is_one_error_line_and_keeps_the_old_database(
 def test_list_files_are_relative_under_the_repository(make_h5, data_root, tmp_path,
                                                       monkeypatch):
     # Pretend the temporary folder is the repository root.
-    monkeypatch.setattr(make_h5, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(database, "REPO_ROOT", tmp_path)
     assert make_h5.main(base_args(data_root, tmp_path / "h5" / "x3")) == 0
     assert (tmp_path / "h5" / "x3" / "train.txt").read_text() == "h5/x3/train_000.h5\n"
     assert (tmp_path / "h5" / "x3" / "val.txt").read_text() == "h5/x3/val_000.h5\n"
 
 
-def test_paper_x3_count(repo_root, shared_dir):
-    """The paper's database: 252,086 patches cut, 252,032 = 1969 x 128 kept (paper: 252,032)."""
-    proc = run_tool(repo_root, "--scale", "3", "--data-root", shared_dir / "datasets",
-                    "--dry-run")
+@pytest.mark.parametrize("which", [("--scale", "3"), ("--experiment", "ddsr_x3")])
+def test_paper_x3_count(repo_root, shared_dir, which):
+    """The paper's database: 252,086 patches cut, 252,032 = 1969 x 128 kept (paper: 252,032).
+
+    ``--scale 3`` (experiments.yaml's defaults at x3) and ``--experiment ddsr_x3`` are one recipe.
+    """
+    proc = run_tool(repo_root, *which, "--data-root", shared_dir / "datasets", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     counts = {k: int(v) for k, v in (line.split() for line in proc.stdout.splitlines())}
     assert counts["train_images"] == 291
@@ -191,3 +191,10 @@ def test_paper_x3_count(repo_root, shared_dir):
     assert counts["num_patches"] == 252032
     # 10 BSD200-train images of 481x321 or 321x481: 1014 patches each.
     assert counts["val_images"] == 10 and counts["val_patches"] == 10140
+
+
+def test_experiment_and_scale_go_alone(repo_root, data_root):
+    line = error_line(run_tool(repo_root, "--experiment", "nope", "--data-root", data_root, "--dry-run"))
+    assert "unknown experiment 'nope'" in line and "ddsr_x3" in line
+    proc = run_tool(repo_root, "--experiment", "ddsr_x3", "--scale", "3", "--dry-run")
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from ddsr.evaluation import report
+from ddsr.csvfiles import write_csv_atomic
+from ddsr.evaluation import report, results
 from ddsr.atomic import write_json_atomic
 from ddsr.evaluation.report import Row
 
@@ -25,7 +26,7 @@ def test_summarize_means_per_set_and_scale():
         {"set": "Set5", "scale": 2, "psnr": 35.0, "ssim": 0.95},
         {"set": "Set14", "scale": 3, "psnr": 28.0},
     ]
-    s = report.summarize(records, metrics=("psnr", "ssim", "ifc"))
+    s = results.summarize(records, metrics=("psnr", "ssim", "ifc"))
     assert s == {"Set5": {"x3": {"psnr": 31.0, "ssim": pytest.approx(0.85)}, "x2": {"psnr": 35.0, "ssim": 0.95}},
                  "Set14": {"x3": {"psnr": 28.0}}}
     assert json.loads(json.dumps(s)) == s  # plain JSON types
@@ -127,10 +128,10 @@ def test_load_run_errors(tmp_path):
 
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
     write_json_atomic(tmp_path / "x" / "s.json", {"a": 1})
-    report.write_csv_atomic(tmp_path / "x" / "p.csv", [{"set": "Set5", "scale": 3, "image": "bird", "psnr": 1.5}])
+    write_csv_atomic(tmp_path / "x" / "p.csv", [{"set": "Set5", "scale": 3, "image": "bird", "psnr": 1.5}], results.CSV_FIELDS)
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["p.csv", "s.json"]
     assert json.loads((tmp_path / "x" / "s.json").read_text()) == {"a": 1}
     with open(tmp_path / "x" / "p.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert row["image"] == "bird" and row["psnr"] == "1.5" and row["ifc"] == ""
-    assert list(row) == list(report.CSV_FIELDS)
+    assert list(row) == list(results.CSV_FIELDS)

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from ddsr.evaluation import report
 from ddsr.training import runner
 from ddsr.workflows import reproduce
 
@@ -45,20 +46,20 @@ def test_cpu_estimate():
 def test_ablation_markdown():
     results = {"3x3x64": {"Set5": {"psnr": 33.1, "ssim": 0.91, "seconds": 0.5}},
                "5x5x64": {"Set5": {"psnr": 33.15, "ssim": 0.912, "seconds": 0.55}}}
-    text = reproduce.ablation_markdown("table1", results)
+    text = report.ablation_markdown("table1", results)
     assert "| set | | 3x3x64 | 5x5x64 | 7x7x64 |" in text
     assert "| Set5 | this run | 33.10 / 0.50 | 33.15 / 0.55 | – / – |" in text
     assert "|  | paper | 33.32 / 0.40 | 33.33 / 0.41 | 33.36 / 0.40 |" in text
-    text = reproduce.ablation_markdown("table2", {"DDSR-18": {"BSD200": {"psnr": 29.0, "ssim": 0.81, "seconds": 1.0}}})
+    text = report.ablation_markdown("table2", {"DDSR-18": {"BSD200": {"psnr": 29.0, "ssim": 0.81, "seconds": 1.0}}})
     assert "| BSD200 | this run | – / – / – | – / – / – | 29.00 / 0.8100 / 1.00 |" in text
     assert "|  | paper | 29.08 / 0.8133 / 0.18 | 29.13 / 0.8146 / 0.28 | 29.17 / 0.8155 / 0.39 |" in text
 
 
-def test_read_eval_folder(tmp_path):
+def test_x3_means(tmp_path):
     (tmp_path / "summary.json").write_text(
         '{"Set5": {"x3": {"psnr": 31.0, "ssim": 0.85}, "x2": {"psnr": 40.0, "ssim": 0.95}}}')
     (tmp_path / "run.json").write_text('{"forward_ms_mean": {"Set5": {"x3": 200.0, "x2": 1.0}}}')
-    got = reproduce.read_eval_folder(tmp_path)
+    got = reproduce.x3_means(tmp_path)
     assert got == {"Set5": {"psnr": 31.0, "ssim": pytest.approx(0.85), "seconds": pytest.approx(0.2)}}
 
 

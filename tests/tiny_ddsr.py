@@ -30,6 +30,7 @@ def make_tiny_run(root, caffe_tool, max_iter=30, snapshot=10, base_lr=0.001, tra
     from ddsr.data import patches
     from ddsr.model import nets
     from ddsr.training import runner
+    from ddsr.data.database import DataRecipe
     from ddsr.model.experiments import DataConfig
     from ddsr.matlab import im2single
 
@@ -53,8 +54,10 @@ def make_tiny_run(root, caffe_tool, max_iter=30, snapshot=10, base_lr=0.001, tra
             f["data"], f["label"] = data[sl], label[sl]
         (root / "h5" / f"{split}.txt").write_text(f"h5/{split}.h5\n")
 
-    config = DataConfig(train_source="h5/train.txt", val_source="h5/val.txt",
-                        batch_size=16, val_batch_size=16, shuffle=True)
+    recipe = DataRecipe(scale=SCALE, folder="h5", train_sets=("camera", "coffee"), val_set="camera",
+                        val_images=1, patch_size=7, stride=4, flip=False, rot90=False, downscale=(),
+                        multiple_of=1, seed=0)
+    config = DataConfig(recipe=recipe, batch_size=16, val_batch_size=16, shuffle=True)
     (root / "prototxt").mkdir(exist_ok=True)
     (root / "prototxt" / f"{NAME}_train.prototxt").write_text(
         nets.net_text(nets.ddsr(SCALE, depth=2, num_filters=8, train_data=config, name=NAME)))

@@ -19,11 +19,13 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr.evaluation import compare
-from ddsr.training import curves, snapshots
+from ddsr.evaluation import compare  # noqa: E402
+from ddsr.model import experiments  # noqa: E402
+from ddsr.paths import REPO_ROOT  # noqa: E402
+from ddsr.training import curves, snapshots  # noqa: E402
+from ddsr.cli import exit_status  # noqa: E402
 
 PROG = "compare"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv):
@@ -60,11 +62,15 @@ def parse_args(argv):
 def model_list(args):
     """(label, deploy, weights) of every model asked for."""
     models = []
+    known = experiments.load_experiments(experiments.EXPERIMENTS_PATH) if args.experiment else {}
     for name in args.experiment:
-        deploy = REPO_ROOT / "prototxt" / f"{name}_deploy.prototxt"
-        snap = snapshots.newest_snapshot(f"snapshots/{name}", REPO_ROOT, resumable=False)
+        if name not in known:
+            raise ValueError(f"unknown experiment {name!r} (known: {', '.join(known)})")
+        deploy = REPO_ROOT / known[name].deploy_net_path
+        snap = snapshots.newest_snapshot(known[name].snapshot_prefix, REPO_ROOT, resumable=False)
         if snap is None:
-            raise ValueError(f"experiment {name!r} has no snapshots/{name}_iter_*.caffemodel (train it first)")
+            raise ValueError(f"experiment {name!r} has no {known[name].snapshot_prefix}_iter_*.caffemodel "
+                             f"(train it first)")
         models.append((f"{name} ({snap.iteration // 1000}k it)" if snap.iteration >= 1000
                        else f"{name} ({snap.iteration} it)", deploy, snap.caffemodel))
     if len(args.weights) != len(args.model):
@@ -92,27 +98,14 @@ def parse_crops(specs):
 
 def main(argv=None):
     args = parse_args(argv)
-    from ddsr.evaluation.upscaler import CaffeUpscaler
-    from ddsr.evaluation.deploy_net import load_net, resolve_settings
-
     models = model_list(args)
     crops = parse_crops(args.crop)
     scale = args.scale or curves.deploy_scale(models[0][1])
     if scale is None:
         raise ValueError("cannot tell the scale; give --scale")
-    upscalers = []
-    for label, deploy, weights in models:
-        settings, _ = resolve_settings(deploy, scale, tile=args.tile)
-        net, net_param = load_net(deploy, weights)
-        upscalers.append((label, CaffeUpscaler(net, scale, settings, net_param=net_param, label=label)))
-    paths = [compare.find_image(args.data_root, spec) for spec in args.images]
-    entries = [compare.comparison_entry(path, scale, upscalers) for path in paths]
-    unknown = set(crops) - {e["name"] for e in entries}
-    if unknown:
-        raise ValueError(f"--crop for images not compared: {', '.join(sorted(unknown))}")
-    rows = compare.plot_comparison(entries, args.out, crop_size=args.crop_size, crops=crops, title=args.title)
-    csv_path = args.out.with_suffix(".csv")
-    curves.write_csv(csv_path, rows, ("image", "method", "psnr", "crop_top", "crop_left", "crop_size"))
+    entries, csv_path = compare.write_comparison(models, args.images, args.data_root, scale, args.out,
+                                                 crop_size=args.crop_size, crops=crops, title=args.title,
+                                                 tile=args.tile)
     for entry in entries:
         print(f"{PROG}: {entry['name']} x{scale}: "
               + ", ".join(f"{label} {value:.2f} dB" for label, _, _, value in entry["outputs"]))
@@ -121,11 +114,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except (ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(exit_status(PROG, main))

@@ -20,7 +20,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr.training import curves, snapshots
+from ddsr.training import curves  # noqa: E402
+from ddsr.cli import exit_status  # noqa: E402
 
 PROG = "curves"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,85 +53,21 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def run_files(root, name):
-    """Solver info, deploy prototxt and log of a run; errors name what is missing."""
-    solver = root / "solvers" / f"{name}.prototxt"
-    if not solver.is_file():
-        raise ValueError(f"unknown run {name!r}: no {solver}")
-    info = snapshots.read_solver(solver)
-    return info, root / "prototxt" / f"{name}_deploy.prototxt", root / "runs" / name / "train.log"
-
-
-def run_scale(deploy, given):
-    """The scale of a run: --scale, else the stride of its deploy net's deconvolution."""
-    if given is not None:
-        return given
-    scale = curves.deploy_scale(deploy)
-    if scale is None:
-        raise ValueError(f"cannot tell the scale of {deploy} (no Deconvolution layer); give --scale")
-    return scale
-
-
 def main(argv=None):
     args = parse_args(argv)
     labels = args.labels or args.runs
     if len(labels) != len(args.runs):
         raise ValueError(f"{len(args.runs)} runs but {len(labels)} labels")
-    loss_runs, quality_runs, loss_rows, quality_rows = {}, {}, [], []
-    baseline = None
-    scales = set()
-    for name, label in zip(args.runs, labels):
-        info, deploy, log_path = run_files(args.root, name)
-        if log_path.is_file():
-            rows = curves.log_rows(log_path)
-            loss_runs[label] = rows
-            loss_rows += [{"run": name, **r} for r in rows]
-        else:
-            print(f"{PROG}: warning: no log {log_path}; no loss curve for {name}", file=sys.stderr)
-        if args.no_eval:
-            continue
-        scale = run_scale(deploy, args.scale)
-        scales.add(scale)
-        rows = curves.evaluate_snapshots(deploy, info.snapshot_prefix, args.data_root, args.set, scale,
-                                         workdir=args.root, every=args.every, progress=not args.quiet,
-                                         tile=args.tile)
-        quality_runs[label] = rows
-        quality_rows += [{"run": name, **r} for r in rows]
-    if not loss_runs and not quality_runs:
-        raise ValueError("nothing to plot: no logs" + ("" if args.no_eval else " and no snapshots"))
-    written = []
-    if loss_runs:
-        written.append(curves.write_csv(args.out / "loss.csv", loss_rows, ("run",) + curves.LOSS_COLUMNS))
-        written.append(curves.plot_loss(loss_runs, args.out / "loss.png"))
-    if quality_runs:
-        if len(scales) == 1:
-            (scale,) = scales
-            images = curves.load_test_images(args.data_root, args.set, scale)
-            baseline = curves.bicubic_quality(images, scale)
-            quality_rows.append({"run": "bicubic", "iteration": None, **baseline})
-        else:
-            scale = "/".join(map(str, sorted(scales)))
-        written.append(curves.write_csv(args.out / "quality.csv", quality_rows,
-                                        ("run",) + curves.QUALITY_COLUMNS))
-        written.append(curves.plot_quality(quality_runs, args.out / "psnr.png", set_name=args.set,
-                                           scale=scale, baseline=baseline))
-        for label, rows in quality_runs.items():
-            best = max(rows, key=lambda r: r["psnr"])
-            last = rows[-1]
-            print(f"{PROG}: {label}: {args.set} x{scale} PSNR {last['psnr']:.2f} dB at iteration "
-                  f"{last['iteration']} (best {best['psnr']:.2f} at {best['iteration']})"
-                  + (f"; bicubic {baseline['psnr']:.2f}" if baseline else ""))
+    written, lines = curves.write_run_curves(
+        dict(zip(args.runs, labels)), args.out, data_root=args.data_root, set_name=args.set, scale=args.scale,
+        root=args.root, every=args.every, tile=args.tile, evaluate=not args.no_eval, progress=not args.quiet,
+        warn=lambda message: print(f"{PROG}: warning: {message}", file=sys.stderr))
+    for line in lines:
+        print(f"{PROG}: {line}")
     for path in written:
         print(f"{PROG}: wrote {path}")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except (ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(exit_status(PROG, main))

@@ -6,7 +6,7 @@ run.json (settings, models, timings, errors), table3.md (the paper's Table 3 lay
 published values and differences), bicubic/ (the bicubic baseline beside a model row) and
 images/<Set>/x<s>/<image>.png (colour SR images). --self-ensemble adds x8/ (the same files for
 the mean over the 8 flips and rotations), a row "<name> (x8)" of its own beside the single-pass
-row; the published values are single-pass.
+row; the published values are single-pass. The logic is in ddsr.evaluation.
 
 Examples:
   tools/eval.py --method bicubic --scale 2 3 4 --sets Set5 Set14 BSD200 --out runs/eval/bicubic
@@ -15,12 +15,9 @@ Examples:
 """
 
 import argparse
-import hashlib
 import json
-import platform
 import re
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -30,9 +27,10 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
-import ddsr  # noqa: E402
-from ddsr.evaluation import deploy_net, metrics as quality_metrics, protocol, published, report, run as eval_run, upscaler
-from ddsr.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from ddsr.data import registry as datasets  # noqa: E402
+from ddsr.evaluation import deploy_net, published, report  # noqa: E402
+from ddsr.evaluation import metrics as quality_metrics  # noqa: E402
+from ddsr.evaluation import run as eval_run  # noqa: E402
 
 PROG = "eval.py"
 
@@ -135,14 +133,6 @@ def _default_label(model_template):
     return stem or "model"
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def plan(args):
     """Validate the arguments and decide per-scale models and settings (nothing heavy)."""
     if (args.method is None) == (args.model is None):
@@ -173,7 +163,7 @@ def plan(args):
     sets = list(dict.fromkeys(args.sets))
     for name in sets:
         try:
-            protocol.list_set_images(args.data_root, name)
+            datasets.list_set_images(args.data_root, name)
         except ValueError as exc:
             raise CliError(str(exc)) from exc
     if args.gpu is not None and args.model is None:
@@ -187,19 +177,18 @@ def plan(args):
         weights = _expand(args.weights, scales, "--weights")
         for s in scales:
             try:
-                settings, sidecar = deploy_net.resolve_settings(
-                    deploys[s], s, input=args.input, pad_input=args.pad_input,
+                models[s] = eval_run.DeployModel.from_files(
+                    deploys[s], weights[s], s, input=args.input, pad_input=args.pad_input,
                     output_offset=tuple(args.output_offset) if args.output_offset else None,
                     tile=args.tile, tile_overlap=args.tile_overlap)
             except deploy_net.ModelError as exc:
                 raise CliError(str(exc)) from exc
-            models[s] = {"deploy": deploys[s], "weights": weights[s], "settings": settings, "sidecar": sidecar}
     if args.name:
         label = args.name
     elif args.method == "bicubic":
         label = "Bicubic"
     else:
-        named = [m["settings"].name for m in models.values() if m["settings"].name]
+        named = [m.settings.name for m in models.values() if m.settings.name]
         label = named[0] if named else _default_label(args.model[0])
     if args.paper_row is None:
         paper_row = published.match_method(label)
@@ -236,109 +225,19 @@ def main(argv=None):
 
 def run(args):
     p = plan(args)
-    scales, sets, models, out = p["scales"], p["sets"], p["models"], p["out"]
-    started = time.time()
-    net_params = {}
-    if models:
-        if args.gpu is not None:
-            deploy_net.use_gpu(args.gpu)
-        # Check every scale's net and weights before the first image, then free them again.
-        for s, m in models.items():
-            net, net_params[s] = deploy_net.load_net(m["deploy"], m["weights"])
-            del net
-
-    def upscaler_for_scale(scale):
-        if not models:
-            return protocol.BicubicUpscaler()
-        m = models[scale]
-        net, net_param = deploy_net.load_net(m["deploy"], m["weights"])
-        return upscaler.CaffeUpscaler(net, scale, m["settings"], net_param=net_param, label=p["label"])
-
-    def save_image(set_name, scale, image, sr8):
-        report.write_png_atomic(out / "images" / set_name / f"x{scale}" / f"{image.name}.png",
-                                protocol.colour_output(image, sr8))
-
-    total = sum(len(protocol.list_set_images(args.data_root, s)) for s in sets) * len(scales)
-    from tqdm import tqdm
-
-    with tqdm(total=total * (2 if args.self_ensemble else 1), unit="img", disable=args.quiet,
-              file=sys.stderr) as bar:
-        result = eval_run.evaluate(args.data_root, sets, scales, upscaler_for_scale, metrics=p["metrics"],
-                             baseline=bool(models) and not args.no_baseline,
-                             image_sink=None if args.no_images else save_image, progress=bar,
-                             jobs=args.jobs)
-        ensemble = None
-        if args.self_ensemble:
-            from ddsr.inference.ensemble import SelfEnsembleUpscaler
-
-            def save_x8(set_name, scale, image, sr8):
-                report.write_png_atomic(out / "x8" / "images" / set_name / f"x{scale}" / f"{image.name}.png",
-                                        protocol.colour_output(image, sr8))
-
-            ensemble = eval_run.evaluate(args.data_root, sets, scales,
-                                         lambda s: SelfEnsembleUpscaler(upscaler_for_scale(s)),
-                                         metrics=p["metrics"], image_sink=None if args.no_images else save_x8,
-                                         progress=bar, jobs=args.jobs)
-    elapsed = time.time() - started
-
-    summary = report.summarize(result.records, p["metrics"])
-    meta = {
-        "name": p["label"],
-        "paper_row": p["paper_row"],
-        "method": "bicubic" if not models else "caffe",
-        "scales": scales,
-        "sets": sets,
-        "data_root": str(args.data_root),
-        "metrics": list(p["metrics"]),
-        "images": {s: len(protocol.list_set_images(args.data_root, s)) for s in sets},
-        "models": {f"x{s}": {
-            "deploy": str(m["deploy"]), "weights": str(m["weights"]), "weights_sha256": _sha256(m["weights"]),
-            "sidecar": str(m["sidecar"]) if m["sidecar"] else None, "input": m["settings"].input,
-            "pad_input": m["settings"].pad_input, "output_offset": list(m["settings"].output_offset),
-            "tile": m["settings"].tile,
-            "tile_overlap": (m["settings"].tile_overlap if m["settings"].tile_overlap is not None
-                             else (upscaler.context_radius(net_params[s]) if m["settings"].tile else None)),
-        } for s, m in models.items()},
-        "device": f"gpu {args.gpu}" if args.gpu is not None else "cpu",
-        "forward_ms_mean": report.mean_forward_ms(result.records),
-        "timings_s": {k: round(v, 3) for k, v in result.timings.items()} | {"total": round(elapsed, 3)},
-        "errors": result.errors,
-        "command": ["tools/eval.py"] + args.argv,
-        "versions": {"ddsr": ddsr.__version__, "python": platform.python_version(),
-                     "numpy": __import__("numpy").__version__},
-    }
-    report.write_csv_atomic(out / "per_image.csv", result.records)
-    write_json_atomic(out / "summary.json", summary)
-    write_json_atomic(out / "run.json", meta)
-    rows = [report.Row(p["label"], summary, p["paper_row"], str(out))]
-    if result.baseline:
-        base_summary = report.summarize(result.baseline, p["metrics"])
-        base_meta = {"name": "Bicubic", "paper_row": "Bicubic", "method": "bicubic", "scales": scales,
-                     "sets": sets, "data_root": str(args.data_root), "metrics": list(p["metrics"]),
-                     "baseline_of": p["label"], "forward_ms_mean": report.mean_forward_ms(result.baseline)}
-        report.write_csv_atomic(out / "bicubic" / "per_image.csv", result.baseline)
-        write_json_atomic(out / "bicubic" / "summary.json", base_summary)
-        write_json_atomic(out / "bicubic" / "run.json", base_meta)
-        rows.append(report.Row("Bicubic", base_summary, "Bicubic", str(out / "bicubic")))
-    if ensemble is not None:
-        x8_summary = report.summarize(ensemble.records, p["metrics"])
-        x8_label = f"{p['label']} (x8)"
-        x8_meta = dict(meta, name=x8_label, paper_row=None, self_ensemble=8, single_pass_of=p["label"],
-                       forward_ms_mean=report.mean_forward_ms(ensemble.records), errors=ensemble.errors)
-        report.write_csv_atomic(out / "x8" / "per_image.csv", ensemble.records)
-        write_json_atomic(out / "x8" / "summary.json", x8_summary)
-        write_json_atomic(out / "x8" / "run.json", x8_meta)
-        rows.insert(1, report.Row(x8_label, x8_summary, None, str(out / "x8")))
-        result.errors.extend(f"(x8) {e}" for e in ensemble.errors)
-    table = report.table3_markdown(rows, precision=args.precision, title=f"## Table 3: {p['label']}")
-    write_text_atomic(out / "table3.md", table)
+    done = eval_run.evaluate_to_folder(
+        p["out"], data_root=args.data_root, sets=p["sets"], scales=p["scales"], label=p["label"],
+        paper_row=p["paper_row"], models=p["models"] or None, metrics=p["metrics"], gpu=args.gpu,
+        baseline=not args.no_baseline, save_images=not args.no_images, jobs=args.jobs,
+        self_ensemble=args.self_ensemble,
+        precision=args.precision, progress=not args.quiet, command=["tools/eval.py"] + args.argv)
     if not args.quiet:
-        print(table)
-        print(f"wrote {out} ({len(result.records)} images in {elapsed:.1f} s)", file=sys.stderr)
-    if result.errors:
-        for e in result.errors:
+        print(done.table)
+        print(f"wrote {done.out} ({len(done.result.records)} images in {done.seconds:.1f} s)", file=sys.stderr)
+    if done.result.errors:
+        for e in done.result.errors:
             print(f"{PROG}: error: {e}", file=sys.stderr)
-        print(f"{PROG}: error: {len(result.errors)} image(s) could not be evaluated; the summary leaves them out",
+        print(f"{PROG}: error: {len(done.result.errors)} image(s) could not be evaluated; the summary leaves them out",
               file=sys.stderr)
         return 1
     return 0

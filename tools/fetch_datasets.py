@@ -31,7 +31,7 @@ replaced (files that are not in the registry are removed).
 Sources (pick one; the default is the public repositories):
   (default)     each file from its public repository at the pinned commit,
                 https://raw.githubusercontent.com/<repo>/<commit>/<path>
-  --from DIR    a local folder holding DIR/<Set>/<file>, e.g. ../shared/datasets
+  --from DIR    a local folder holding DIR/<Set>/<file>, e.g. /path/to/local/copy
   --mirror URL  a server holding URL/<Set>/<file> (the same layout as a data
                 root: `python -m http.server` run in one is a mirror);
                 http://, https:// or file:// URLs
@@ -43,7 +43,7 @@ sets:
 
 examples:
   tools/fetch_datasets.py --paper                         # the 6 sets the paper uses
-  tools/fetch_datasets.py Set5 Set14 --from ../shared/datasets
+  tools/fetch_datasets.py Set5 Set14 --from /path/to/local/copy
   tools/fetch_datasets.py --all --mirror http://host/sets
   tools/fetch_datasets.py --verify                        # check what is under data/
 

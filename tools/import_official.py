@@ -14,7 +14,7 @@ writes into ``--out``:
 Models: srcnn_x2 srcnn_x3 srcnn_x4 fsrcnn_x2 fsrcnn_x3 fsrcnn_x4 (default: all).
 
 Examples:
-    tools/import_official.py --from ../shared/models --out models/
+    tools/import_official.py --from /path/to/local/copy --out models/
     tools/eval.py --model models/srcnn_x3_deploy.prototxt --weights models/srcnn_x3.caffemodel \\
         --scale 3 --sets Set5
 """
@@ -47,7 +47,7 @@ def parse_args(argv=None):
                         help="output folder (default: models/, git-ignored)")
     parser.add_argument("--from", dest="source_dir", type=Path, default=None,
                         help="offline: a local copy laid out as <DIR>/<folder>/x<s>.mat "
-                             "(e.g. ../shared/models); nothing is downloaded")
+                             "(e.g. /path/to/local/copy); nothing is downloaded")
     parser.add_argument("--cache", type=Path, default=None,
                         help="download folder for the .mat files (default: <out>/official)")
     parser.add_argument("--raw-base", default=RAW_BASE,

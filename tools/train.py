@@ -8,7 +8,8 @@ root, plus: a progress bar (iteration, loss, learning rate, ETA), the whole Caff
 output in runs/ddsr_x3/train.log, resuming from the newest
 snapshots/ddsr_x3_iter_N.solverstate (`-snapshot`), and a stop with a message naming
 the iteration and the last good snapshot if the loss becomes NaN or infinite.
-The logic is in ddsr.training.runner.
+Before Caffe starts, the experiment's training database is checked against its net
+(scale, patch size, the test pass). The logic is in ddsr.training.runner.
 """
 
 import argparse
@@ -20,11 +21,12 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import paths
-from ddsr.training import runner, snapshots
+from ddsr.model import experiments  # noqa: E402
+from ddsr.paths import REPO_ROOT, relative_path, train_log_path  # noqa: E402
+from ddsr.training import runner, snapshots  # noqa: E402
+from ddsr.cli import exit_status  # noqa: E402
 
 PROG = "train"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv):
@@ -51,62 +53,64 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def solver_path(experiment):
-    """``solvers/NAME.prototxt`` for a name, or the path given; relative to the repository root."""
-    given = Path(experiment)
+def resolve(name):
+    """The solver (relative to the repository root) and the experiment it belongs to, or None.
+
+    An experiment name of experiments.yaml gives its generated solver; a solver prototxt path is
+    used as given (and is that experiment's when it is the experiment's own solver file).
+    """
+    try:
+        known = experiments.load_experiments(experiments.EXPERIMENTS_PATH)
+    except ValueError:
+        known = {}  # a broken experiments.yaml does not keep a solver file from training
+    given = Path(name)
     if given.suffix == ".prototxt":
         path = given if given.is_absolute() else (Path.cwd() / given)
         if not path.is_file():
-            raise ValueError(f"no solver {experiment}")
-        return paths.relative_path(path, REPO_ROOT)
-    path = Path("solvers") / f"{experiment}.prototxt"
+            raise ValueError(f"no solver {name}")
+        solver = relative_path(path, REPO_ROOT)
+        match = [e for e in known.values() if Path(e.solver_path) == solver]
+        return solver, (match[0] if match else None)
+    if name in known:
+        return Path(known[name].solver_path), known[name]
+    path = Path("solvers") / f"{name}.prototxt"
     if not (REPO_ROOT / path).is_file():
-        known = sorted(p.stem for p in (REPO_ROOT / "solvers").glob("*.prototxt"))
-        raise ValueError(f"unknown experiment {experiment!r}: no {path} (known: {', '.join(known) or 'none'}; "
+        names = sorted(known) or sorted(p.stem for p in (REPO_ROOT / "solvers").glob("*.prototxt"))
+        raise ValueError(f"unknown experiment {name!r}: no {path} (known: {', '.join(names) or 'none'}; "
                          f"`make nets` writes them from experiments.yaml)")
-    return path
-
-
-def restart(solver, log_path):
-    """Remove a run's snapshots and log, so that it starts from iteration 0."""
-    info = snapshots.read_solver(REPO_ROOT / solver)
-    removed = 0
-    for snap in snapshots.list_snapshots(info.snapshot_prefix, REPO_ROOT):
-        for path in (snap.caffemodel, snap.solverstate):
-            if path is not None:
-                path.unlink()
-                removed += 1
-    if log_path.exists():
-        log_path.unlink()
-    return removed
+    return path, None
 
 
 def main(argv=None):
     args = parse_args(argv)
-    solver = solver_path(args.experiment)
-    log_path = args.log or REPO_ROOT / "runs" / solver.stem / "train.log"
-    if args.restart:
-        removed = restart(solver, log_path)
-        print(f"{PROG}: --restart: removed {removed} snapshot files and the log", file=sys.stderr)
+    solver, experiment = resolve(args.experiment)
+    log_path = args.log or train_log_path(solver.stem)
+    if experiment is not None:
+        experiment.check_database()
     info = snapshots.read_solver(REPO_ROOT / solver)
+    if args.restart:
+        removed = snapshots.remove_snapshots(info.snapshot_prefix, REPO_ROOT)
+        if log_path.exists():
+            log_path.unlink()
+        print(f"{PROG}: --restart: removed {removed} snapshot files and the log", file=sys.stderr)
     start = snapshots.newest_snapshot(info.snapshot_prefix, REPO_ROOT)
     plain = runner.train_command(
-        solver, gpu=args.gpu, snapshot=paths.relative_path(start.solverstate, REPO_ROOT) if start else None)
+        solver, gpu=args.gpu, snapshot=relative_path(start.solverstate, REPO_ROOT) if start else None)
     print(f"{PROG}: the plain Caffe command (from {REPO_ROOT}): {' '.join(map(str, plain))}", file=sys.stderr)
     if start is not None and start.iteration < info.max_iter:
         print(f"{PROG}: resuming from iteration {start.iteration} of {info.max_iter}", file=sys.stderr)
     print(f"{PROG}: log: {log_path}", file=sys.stderr)
     result = runner.train(solver, gpu=args.gpu, log_path=log_path, workdir=REPO_ROOT,
-                                progress=not args.quiet, niceness=args.nice,
-                                stream=sys.stderr if args.verbose else None)
+                          progress=not args.quiet, niceness=args.nice,
+                          stream=sys.stderr if args.verbose else None)
     if result.already_done:
         print(f"{PROG}: {solver.stem} is already trained to iteration {result.final_iteration} "
-              f"({paths.relative_path(result.snapshot.caffemodel, REPO_ROOT)}); --restart to train again")
+              f"({relative_path(result.snapshot.caffemodel, REPO_ROOT)}); --restart to train again")
         return 0
     print(f"{PROG}: {solver.stem}: iterations {result.start_iteration}-{result.final_iteration} in "
-          f"{result.seconds / 60:.1f} min; weights {paths.relative_path(result.snapshot.caffemodel, REPO_ROOT)}")
+          f"{result.seconds / 60:.1f} min; weights {relative_path(result.snapshot.caffemodel, REPO_ROOT)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(runner.exit_status(PROG, main))
+    sys.exit(exit_status(PROG, main))

@@ -17,6 +17,7 @@ __all__ = [
     "write_bytes_atomic",
     "write_text_atomic",
     "write_json_atomic",
+    "write_png_atomic",
     "replacing_directory",
 ]
 
@@ -76,6 +77,19 @@ def write_text_atomic(path, text):
 def write_json_atomic(path, obj):
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_png_atomic(path, image):
+    """Save a uint8 (H, W) or (H, W, 3) array as PNG, atomically (PIL, fast compression)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    # Fast compression: the images are for looking at, and level 6 costs 3x the time.
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _fsync_tree(folder):

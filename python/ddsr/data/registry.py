@@ -37,6 +37,8 @@ __all__ = [
     "sha256_file",
     "verify_set",
     "image_paths",
+    "IMAGE_EXTENSIONS",
+    "list_set_images",
 ]
 
 REGISTRY_PATH = REPO_ROOT / "datasets" / "registry.tsv"
@@ -44,6 +46,9 @@ RAW_BASE = "https://raw.githubusercontent.com"
 
 # What each set is for in the paper; "optional" sets are not used by it.
 ROLES = ("test", "train", "optional")
+
+# What counts as an image in a set folder that is not in the registry (e.g. the demo's sets).
+IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm")
 
 REGISTRY_COLUMNS = (
     "set", "role", "filename", "sha256", "bytes", "width", "height",
@@ -57,7 +62,7 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
-class DatasetError(Exception):
+class DatasetError(ValueError):
     """A set could not be fetched, found or verified."""
 
 
@@ -343,3 +348,38 @@ def image_paths(name, data_root=DEFAULT_DATA_ROOT, *, registry=None):
     return paths
 
 
+def list_set_images(data_root, set_name):
+    """The image files of one set folder, sorted by name: the one way every stage lists a set.
+
+    For a registry set this is the registry's order (its files are sorted by name). Whether the
+    folder holds exactly the registry's files is :func:`verify_set`'s (or :func:`image_paths`')
+    question, not this function's.
+
+    Parameters
+    ----------
+    data_root : path-like
+        Folder holding one folder per set (``data/`` by default).
+    set_name : str
+
+    Returns
+    -------
+    list of Path
+        The files in ``data_root/set_name`` with an image extension (:data:`IMAGE_EXTENSIONS`).
+
+    Raises
+    ------
+    DatasetError
+        No such folder (the message lists the sets that are there), or no images in it.
+    """
+    root = Path(data_root)
+    folder = root / set_name
+    if not folder.is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if root.is_dir() else []
+        hint = f" (sets there: {', '.join(known)})" if known else f" ({data_root} has no set folders)"
+        raise DatasetError(f"unknown set {set_name!r}: no folder {folder}{hint}; "
+                           f"tools/fetch_datasets.py fetches the paper's sets")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DatasetError(f"empty set {set_name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    return files

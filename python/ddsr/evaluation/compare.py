@@ -29,7 +29,7 @@ def find_image(data_root, spec):
     """
     from pathlib import Path
 
-    from ddsr.evaluation.protocol import list_set_images
+    from ddsr.data.registry import list_set_images
 
     if "/" not in spec:
         raise ValueError(f"image {spec!r}: give it as SET/NAME, e.g. Set5/bird_GT")
@@ -152,7 +152,7 @@ def plot_comparison(entries, path, crop_size=96, crops=None, title=None):
     """
     from matplotlib.patches import Rectangle
 
-    from ddsr.training.curves import pyplot, save_figure
+    from ddsr.figures import pyplot, save_figure
 
     if not entries:
         raise ValueError("no images to compare")
@@ -189,3 +189,46 @@ def plot_comparison(entries, path, crop_size=96, crops=None, title=None):
     finally:
         plt.close(fig)
     return rows
+
+
+COMPARISON_COLUMNS = ("image", "method", "psnr", "crop_top", "crop_left", "crop_size")
+
+
+def write_comparison(models, images, data_root, scale, out, *, crop_size=96, crops=None, title=None, tile=None):
+    """The comparison figure of some models on some test images, and its CSV beside it.
+
+    Parameters
+    ----------
+    models : list of (label, deploy, weights)
+        The first one chooses the automatic crop.
+    images : list of str
+        ``SET/NAME`` specs under ``data_root`` (:func:`find_image`).
+    data_root : path-like
+    scale : int
+    out : path-like
+        The PNG; the CSV of every panel's PSNR and crop is ``out`` with ``.csv``.
+    crop_size, crops, title
+        As :func:`plot_comparison`.
+    tile : int, optional
+        Run the nets on tiles of this many LR pixels (the same result, less memory).
+
+    Returns
+    -------
+    (list of dict, Path)
+        The entries (:func:`comparison_entry`) and the CSV written.
+    """
+    from pathlib import Path
+
+    from ddsr.csvfiles import write_csv_atomic
+    from ddsr.evaluation.upscaler import load_upscaler
+
+    upscalers = [(label, load_upscaler(deploy, weights, scale, label=label, tile=tile))
+                 for label, deploy, weights in models]
+    entries = [comparison_entry(find_image(data_root, spec), scale, upscalers) for spec in images]
+    unknown = set(crops or {}) - {e["name"] for e in entries}
+    if unknown:
+        raise ValueError(f"--crop for images not compared: {', '.join(sorted(unknown))}")
+    rows = plot_comparison(entries, out, crop_size=crop_size, crops=crops, title=title)
+    csv_path = Path(out).with_suffix(".csv")
+    write_csv_atomic(csv_path, rows, COMPARISON_COLUMNS)
+    return entries, csv_path

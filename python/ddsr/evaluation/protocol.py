@@ -20,52 +20,17 @@ published 4-decimal PSNR and 5-decimal SSIM (``docs/paper.md``).
 
 import time
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
 from ..matlab import im2single, im2uint8, imresize, modcrop, rgb2y, rgb2ycbcr, ycbcr2rgb
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageError", "ProtocolImage", "list_set_images", "prepare_image",
+__all__ = ["ImageError", "ProtocolImage", "prepare_image",
            "to_uint8", "colour_output", "BicubicUpscaler"]
-
-IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm")
 
 
 class ImageError(ValueError):
     """One image cannot be evaluated (unreadable, or too small for the scale)."""
-
-
-
-def list_set_images(data_root, set_name):
-    """The image files of one test set, sorted by name.
-
-    Parameters
-    ----------
-    data_root : str or path-like
-        Folder holding one folder per set (``data/`` by default, ``shared/datasets``).
-    set_name : str
-        ``Set5``, ``Set14``, ``BSD200``, ...
-
-    Returns
-    -------
-    list of Path
-
-    Raises
-    ------
-    ValueError
-        No folder ``data_root/set_name`` (an unknown set), or a folder without images.
-    """
-    folder = Path(data_root) / set_name
-    if not folder.is_dir():
-        known = sorted(p.name for p in Path(data_root).iterdir() if p.is_dir()) if Path(data_root).is_dir() else []
-        hint = f" (sets there: {', '.join(known)})" if known else f" ({data_root} has no set folders)"
-        raise ValueError(f"unknown set {set_name!r}: no folder {folder}{hint}; "
-                         f"tools/fetch_datasets.py fetches the paper's sets")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise ValueError(f"empty set {set_name!r}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-    return files
 
 
 class ProtocolImage:

@@ -20,7 +20,7 @@ __all__ = [
     "TABLE3_SCALES",
     "METRICS",
     "KNOWN_TYPOS",
-    "TABLE1_PSNR",
+    "TABLE1",
     "TABLE2",
     "published_row",
     "match_method",
@@ -84,16 +84,16 @@ TABLE3_METHODS = tuple(TABLE3)
 KNOWN_TYPOS = {
     ("Bicubic", "Set5", "x3", "ifc"): (
         "published 3.10; the protocol gives 3.58, MATLAB's own IFC of the SelfExSR bicubic "
-        "images (a close variant, shared/reference) averages 3.45, and Set5 is above Set14 "
+        "images (a close variant, in the project's MATLAB reference values) averages 3.45, and Set5 is above Set14 "
         "at every other scale"
     ),
 }
 
-# Table 1 (x3, DDSR with an 18-layer mapping): PSNR dB by deconvolution kernel.
-TABLE1_PSNR = {
-    "3x3x64": {"Set5": 33.32, "Set14": 29.57},
-    "5x5x64": {"Set5": 33.33, "Set14": 29.57},
-    "7x7x64": {"Set5": 33.36, "Set14": 29.62},
+# Table 1 (x3, DDSR with an 18-layer mapping): PSNR dB / time (s per image) by deconvolution kernel.
+TABLE1 = {
+    "3x3x64": {"Set5": {"psnr": 33.32, "time_s": 0.40}, "Set14": {"psnr": 29.57, "time_s": 0.39}},
+    "5x5x64": {"Set5": {"psnr": 33.33, "time_s": 0.41}, "Set14": {"psnr": 29.57, "time_s": 0.40}},
+    "7x7x64": {"Set5": {"psnr": 33.36, "time_s": 0.40}, "Set14": {"psnr": 29.62, "time_s": 0.42}},
 }
 
 # Table 2 (x3): PSNR dB / SSIM / time (s per image) by mapping depth.

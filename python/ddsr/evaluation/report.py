@@ -1,46 +1,28 @@
-"""Table 3 of the paper from evaluation results: summaries, Markdown, and the run folder.
-
-A run folder (``tools/eval.py --out DIR``) holds:
-
-- ``summary.json`` -- ``{"Set5": {"x3": {"psnr": ..., "ssim": ..., "ifc": ...}}}``, the mean
-  of each metric over a set's images (nothing else at the top level);
-- ``per_image.csv`` -- one row per image and scale (:data:`CSV_FIELDS`);
-- ``run.json`` -- how it was made (label, the published row it compares with, models,
-  settings, timings, errors);
-- ``table3.md`` -- the Table 3 Markdown (the bicubic row beside the method's);
-- ``bicubic/`` -- for a model run, the bicubic baseline of the same images, as a run folder.
+"""The paper's tables from evaluation results, in Markdown.
 
 :func:`table3_markdown` lays out any number of rows in the paper's Table 3 layout (columns
 x2, x3, x4, each Set5, Set14, BSD200; rows PSNR, SSIM, IFC per method) and, under each computed
 metric row, the published value and the difference ``computed - paper``.
+:func:`ablation_markdown` lays out Table 1 or Table 2 beside the published values. The rows
+come from evaluation folders (:mod:`ddsr.evaluation.results`) through :func:`load_run`.
 """
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-
-from ddsr.evaluation import published as pub
-from ddsr.atomic import write_bytes_atomic, write_text_atomic
+from . import published as pub
+from .results import read_eval_folder
 
 __all__ = [
-    "CSV_FIELDS",
     "PRECISION",
     "Row",
-    "summarize",
     "table3_markdown",
+    "ablation_markdown",
     "load_run",
     "combine_rows",
-    "mean_forward_ms",
-    "write_csv_atomic",
-    "write_png_atomic",
 ]
 
-CSV_FIELDS = ("set", "scale", "image", "psnr", "ssim", "ifc", "forward_ms", "h", "w")
 METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "ifc": "IFC"}
 # Decimals printed: "paper" is the paper's Table 3 (SSIM gets 4, as its Table 2, since
 # 2 decimals hide every difference that matters); "full" is for parity checks.
@@ -48,73 +30,6 @@ PRECISION = {
     "paper": {"psnr": 2, "ssim": 4, "ifc": 2},
     "full": {"psnr": 4, "ssim": 5, "ifc": 3},
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Atomic writes
-# ---------------------------------------------------------------------------------------------
-
-def write_csv_atomic(path, records, fields=CSV_FIELDS):
-    """Write dict records as CSV (floats with full precision, missing fields empty)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for rec in records:
-        writer.writerow({k: ("" if rec.get(k) is None else rec.get(k)) for k in fields})
-    write_text_atomic(path, buf.getvalue())
-
-
-def write_png_atomic(path, image):
-    """Save a uint8 (H, W) or (H, W, 3) array as PNG, atomically."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    # Fast compression: the images are for looking at, and level 6 costs 3x the time.
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
-    write_bytes_atomic(path, buf.getvalue())
-
-
-# ---------------------------------------------------------------------------------------------
-# Summaries
-# ---------------------------------------------------------------------------------------------
-
-def summarize(records, metrics=pub.METRICS):
-    """Mean of each metric per set and scale, in ``summary.json``'s form.
-
-    Parameters
-    ----------
-    records : iterable of dict
-        Per-image records with ``set``, ``scale`` and metric keys.
-    metrics : sequence of str
-        Metrics to average; one absent from the records is left out.
-
-    Returns
-    -------
-    dict
-        ``{set: {"x<scale>": {metric: mean}}}``, sets and scales in first-seen order.
-    """
-    groups = {}
-    for rec in records:
-        groups.setdefault(rec["set"], {}).setdefault(f"x{int(rec['scale'])}", []).append(rec)
-    out = {}
-    for set_name, by_scale in groups.items():
-        out[set_name] = {}
-        for key, recs in by_scale.items():
-            cell = {}
-            for m in metrics:
-                values = [r[m] for r in recs if r.get(m) is not None]
-                if values:
-                    cell[m] = float(np.mean(values))
-            out[set_name][key] = cell
-    return out
-
-
-def mean_forward_ms(records):
-    """Mean forward time per set and scale, ``{set: {"x<s>": ms}}`` (for ``run.json``)."""
-    groups = {}
-    for rec in records:
-        groups.setdefault(rec["set"], {}).setdefault(f"x{int(rec['scale'])}", []).append(rec["forward_ms"])
-    return {s: {k: float(np.mean(v)) for k, v in d.items()} for s, d in groups.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,19 +197,6 @@ def table3_markdown(rows, precision="paper", published=True, published_only=(), 
 # Run folders
 # ---------------------------------------------------------------------------------------------
 
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read ({exc})") from exc
-
-
-def _check_summary(summary, path):
-    if not isinstance(summary, dict) or not all(isinstance(v, dict) for v in summary.values()):
-        raise ValueError(f"{path}: not a summary ({{set: {{'x<s>': {{metric: value}}}}}})")
-    return summary
-
-
 def load_run(folder, label=None):
     """The Table 3 rows of one ``tools/eval.py`` output folder.
 
@@ -315,19 +217,13 @@ def load_run(folder, label=None):
     ValueError
         No or unreadable ``summary.json``.
     """
-    folder = Path(folder)
-    path = folder / "summary.json"
-    if not path.is_file():
-        raise ValueError(f"{folder}: no summary.json (not a tools/eval.py output folder)")
-    summary = _check_summary(_read_json(path), path)
-    meta = _read_json(folder / "run.json") if (folder / "run.json").is_file() else {}
-    name = label or meta.get("name") or folder.name
-    paper_row = meta.get("paper_row", pub.match_method(name)) if label is None else pub.match_method(label)
-    rows = [Row(label=name, summary=summary, paper_row=paper_row, source=str(folder))]
-    base = folder / "bicubic" / "summary.json"
-    if base.is_file():
-        rows.append(Row(label="Bicubic", summary=_check_summary(_read_json(base), base),
-                        paper_row="Bicubic", source=str(base.parent)))
+    run = read_eval_folder(folder)
+    name = label or run.name
+    paper_row = run.meta.get("paper_row", pub.match_method(name)) if label is None else pub.match_method(label)
+    rows = [Row(label=name, summary=run.summary, paper_row=paper_row, source=str(run.path))]
+    if run.baseline is not None:
+        rows.append(Row(label="Bicubic", summary=run.baseline.summary, paper_row="Bicubic",
+                        source=str(run.baseline.path)))
     return rows
 
 
@@ -360,3 +256,52 @@ def combine_rows(rows, tolerance=1e-6):
                                          f"but {v} in {row.source}")
                     have[m] = v
     return [merged[label] for label in order]
+
+
+def _ablation_cell(value, digits):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def ablation_markdown(table, results):
+    """Table 1 or Table 2 in the paper's layout, computed beside published.
+
+    Parameters
+    ----------
+    table : {"table1", "table2"}
+    results : dict
+        Column label (e.g. ``"5x5x64"``, a key of :data:`ddsr.evaluation.published.TABLE1`) ->
+        ``{set: {"psnr", "ssim", "seconds"}}`` (an evaluation folder's x3 means); missing
+        columns show as ``–``.
+
+    Returns
+    -------
+    str
+        Markdown: one row per set, each cell ``PSNR / [SSIM /] time`` computed, then the
+        paper's values in a row below.
+    """
+    if table == "table1":
+        paper, sets = pub.TABLE1, ("Set5", "Set14")
+        title = "Table 1: deconvolution kernel at x3 (PSNR dB / forward time s)"
+    elif table == "table2":
+        paper, sets = pub.TABLE2, ("Set5", "Set14", "BSD200")
+        title = "Table 2: depth of the deep mapping at x3 (PSNR dB / SSIM / forward time s)"
+    else:
+        raise ValueError(f"table must be table1 or table2, got {table!r}")
+    columns = list(paper)
+    fields = ("psnr", "ssim", "time_s") if table == "table2" else ("psnr", "time_s")
+    lines = [f"### {title}", "", "| set | | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for set_name in sets:
+        cells = []
+        for column in columns:
+            got = results.get(column, {}).get(set_name, {})
+            parts = [_ablation_cell(got.get("psnr"), 2)]
+            if table == "table2":
+                parts.append(_ablation_cell(got.get("ssim"), 4))
+            parts.append(_ablation_cell(got.get("seconds"), 2))
+            cells.append(" / ".join(parts))
+        lines.append(f"| {set_name} | this run | " + " | ".join(cells) + " |")
+        published = [" / ".join(f"{paper[c][set_name][f]:.4f}" if f == "ssim" else f"{paper[c][set_name][f]:.2f}"
+                                for f in fields) for c in columns]
+        lines.append("|  | paper | " + " | ".join(published) + " |")
+    lines += ["", "Forward times here are pycaffe on this machine's device (the paper's: a GTX 1080 Ti)."]
+    return "\n".join(lines) + "\n"

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.deploy_net import ModelError
-from ..evaluation.protocol import IMAGE_EXTENSIONS, colour_output, to_uint8
-from ..evaluation.report import write_png_atomic
+from ..data.registry import IMAGE_EXTENSIONS
+from ..evaluation.protocol import colour_output, to_uint8
+from ..atomic import write_png_atomic
 from ..evaluation.upscaler import CaffeUpscaler, context_radius
 from ..matlab import im2single, im2uint8, imread, imresize, rgb2y, rgb2ycbcr
 from .ensemble import self_ensemble

@@ -24,93 +24,57 @@ The keys of one experiment:
     deconvolution's kernel size; its pad is ``(deconv_kernel - scale) / 2``,
     see :func:`ddsr.model.nets.deconv_pad`), ``residual`` (the one Eltwise SUM);
 ``data``
-    ``train_source``, ``val_source`` (HDF5 list files, relative to the repository
-    root; ``{scale}`` is replaced by the scale), ``batch_size``,
-    ``val_batch_size``, ``shuffle``;
+    the training database and how it is made (see :class:`ddsr.data.database.DataRecipe`):
+    ``database`` (its folder, relative to the repository root; ``{scale}`` is replaced by
+    the scale; the train net reads ``<database>/train.txt`` and ``val.txt``),
+    ``train_sets``, ``val_set``, ``val_images``, ``patch_size``, ``stride``, ``flip``,
+    ``rot90``, ``downscale``, ``multiple_of``, ``seed``; and how Caffe reads it:
+    ``batch_size``, ``val_batch_size``, ``shuffle``;
 ``solver``
-    SolverParameter fields (see :data:`SOLVER_FIELDS`). ``net``,
+    SolverParameter fields (see :data:`ddsr.model.solvers.SOLVER_FIELDS`). ``net``,
     ``snapshot_prefix`` and ``solver_mode`` are not settings: they follow from
     the experiment's name (see :class:`Experiment`) and from how the ``caffe``
-    tool picks the device (see :mod:`ddsr.model.solvers`).
+    tool picks the device (see :mod:`ddsr.model.solvers`). ``test_iter`` is checked
+    against the validation split of the built database before training
+    (:func:`ddsr.data.database.check_database`).
 
 Everything here is plain Python and YAML (no Caffe), so other modules can ask
 for an experiment's file names without importing Caffe.
 """
 
 import copy
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from ..data.database import DataRecipe
+from ..paths import REPO_ROOT, run_dir, train_log_path
+from .nets import deconv_pad
+from .settings import as_bool, as_int, check_keys, require
+from .solvers import validate_solver_settings
+
 __all__ = [
     "SCALES",
-    "SOLVER_FIELDS",
     "NetConfig",
     "DataConfig",
     "Experiment",
+    "EXPERIMENTS_PATH",
     "load_experiments",
+    "default_recipe",
     "parse_experiments",
 ]
 
 SCALES = (2, 3, 4)
+EXPERIMENTS_PATH = REPO_ROOT / "experiments.yaml"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _TOP_KEYS = ("defaults", "experiments")
 _EXPERIMENT_KEYS = ("description", "base", "scale", "net", "data", "solver")
 _NET_KEYS = ("depth", "num_filters", "deconv_kernel", "residual")
-_DATA_KEYS = ("train_source", "val_source", "batch_size", "val_batch_size", "shuffle")
-
-_SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
-_LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
-_ADAM_ONLY = ("momentum2",)
-_ADAPTIVE_ONLY = ("delta",)  # Caffe reads delta in AdaGrad, RMSProp, AdaDelta and Adam
-
-
-def _positive(x):
-    return x > 0
-
-
-def _non_negative(x):
-    return x >= 0
-
-
-def _at_least_one(x):
-    return x >= 1
-
-
-def _fraction(x):
-    return 0 <= x < 1
-
-
-# SolverParameter fields an experiment may set: name -> (kind, check, what the check means)
-SOLVER_FIELDS = {
-    "type": ("str", lambda x: x in _SOLVER_TYPES, "one of " + ", ".join(_SOLVER_TYPES)),
-    "base_lr": ("float", _positive, "> 0"),
-    "momentum": ("float", _fraction, "in [0, 1)"),
-    "momentum2": ("float", _fraction, "in [0, 1)"),
-    "delta": ("float", _positive, "> 0"),
-    "weight_decay": ("float", _non_negative, ">= 0"),
-    "clip_gradients": ("float", _positive, "> 0"),
-    "lr_policy": ("str", lambda x: x in _LR_POLICIES, "one of " + ", ".join(_LR_POLICIES)),
-    "gamma": ("float", _positive, "> 0"),
-    "power": ("float", _non_negative, ">= 0"),
-    "stepsize": ("int", _at_least_one, ">= 1"),
-    "stepvalue": ("int_list", _at_least_one, "a list of increasing iterations >= 1"),
-    "max_iter": ("int", _at_least_one, ">= 1"),
-    "iter_size": ("int", _at_least_one, ">= 1"),
-    "test_iter": ("int", _at_least_one, ">= 1"),
-    "test_interval": ("int", _at_least_one, ">= 1"),
-    "test_initialization": ("bool", None, ""),
-    "display": ("int", _non_negative, ">= 0"),
-    "average_loss": ("int", _at_least_one, ">= 1"),
-    "snapshot": ("int", _non_negative, ">= 0"),
-    "random_seed": ("int", _non_negative, ">= 0"),
-}
-_SOLVER_REQUIRED = ("type", "base_lr", "lr_policy", "max_iter", "test_iter", "test_interval",
-                    "random_seed")
+_DATA_KEYS = ("database", "train_sets", "val_set", "val_images", "patch_size", "stride", "flip", "rot90",
+              "downscale", "multiple_of", "seed", "batch_size", "val_batch_size", "shuffle")
 
 
 @dataclass(frozen=True)
@@ -126,22 +90,31 @@ class NetConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The HDF5 databases of a train net (paths relative to the repository root)."""
+    """An experiment's training data: the database recipe and how Caffe's HDF5Data layers read it."""
 
-    train_source: str
-    val_source: str
+    recipe: DataRecipe
     batch_size: int
     val_batch_size: int
     shuffle: bool
+
+    @property
+    def train_source(self):
+        return self.recipe.train_source
+
+    @property
+    def val_source(self):
+        return self.recipe.val_source
 
 
 @dataclass(frozen=True)
 class Experiment:
     """One named configuration: a net, its data and its solver settings.
 
-    The file names follow from the name: ``prototxt/<name>_train.prototxt``,
-    ``prototxt/<name>_deploy.prototxt``, ``solvers/<name>.prototxt`` and the
-    snapshot prefix ``snapshots/<name>`` (Caffe appends ``_iter_<N>.caffemodel``).
+    Every file name follows from the name (all relative to the repository root):
+    ``prototxt/<name>_train.prototxt``, ``prototxt/<name>_deploy.prototxt``,
+    ``solvers/<name>.prototxt``, the snapshot prefix ``snapshots/<name>`` (Caffe appends
+    ``_iter_<N>.caffemodel``), the run folder ``runs/<name>/`` with the training log, and
+    the evaluation folder ``runs/<name>/eval/``. The database folder is the data recipe's.
     """
 
     name: str
@@ -170,6 +143,43 @@ class Experiment:
     def snapshot_prefix(self):
         return f"snapshots/{self.name}"
 
+    @property
+    def recipe(self):
+        """The training database's recipe (:class:`ddsr.data.database.DataRecipe`)."""
+        return self.data.recipe
+
+    @property
+    def run_dir(self):
+        """``runs/<name>``: the training log and what is made from it."""
+        return run_dir(self.name)
+
+    @property
+    def log_path(self):
+        return train_log_path(self.name)
+
+    @property
+    def eval_dir(self):
+        return self.run_dir / "eval"
+
+    def newest_weights(self, workdir=REPO_ROOT):
+        """The newest ``.caffemodel`` of this experiment's run, or None."""
+        from ..training.snapshots import newest_snapshot
+
+        snap = newest_snapshot(self.snapshot_prefix, workdir, resumable=False)
+        return snap.caffemodel if snap else None
+
+    def check_database(self):
+        """Refuse a database that is not the one this experiment's train net reads.
+
+        Returns the database's manifest; raises :class:`ddsr.data.database.DatabaseMismatch`.
+        """
+        from ..data.database import check_database
+
+        return check_database(self.recipe.folder, scale=self.scale, patch_size=self.recipe.patch_size,
+                              test_iter=self.solver["test_iter"], val_batch_size=self.data.val_batch_size,
+                              reader=self.name,
+                              rebuild_hint=f"build it with tools/make_h5.py --experiment {self.name}")
+
 
 def load_experiments(path):
     """Read and validate an experiment file.
@@ -190,16 +200,19 @@ def load_experiments(path):
         If the file is not valid YAML or any setting is missing, unknown or out
         of range; the message names the file, the experiment and the key.
     """
+    return parse_experiments(_read_document(path), source=str(path))
+
+
+def _read_document(path):
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
-    return parse_experiments(document, source=str(path))
 
 
 def parse_experiments(document, source="experiments.yaml"):
@@ -224,12 +237,12 @@ def parse_experiments(document, source="experiments.yaml"):
     if not isinstance(document, dict):
         raise ValueError(f"{source}: expected a mapping with keys {_TOP_KEYS}, "
                          f"got {type(document).__name__}")
-    _check_keys(document, _TOP_KEYS, source)
+    check_keys(document, _TOP_KEYS, source)
     defaults = document.get("defaults") or {}
     raw = document.get("experiments")
     if not isinstance(defaults, dict):
         raise ValueError(f"{source}: 'defaults' must be a mapping")
-    _check_keys(defaults, _EXPERIMENT_KEYS, f"{source}: defaults")
+    check_keys(defaults, _EXPERIMENT_KEYS, f"{source}: defaults")
     if "base" in defaults:
         raise ValueError(f"{source}: defaults: 'base' belongs to an experiment, not to defaults")
     if not isinstance(raw, dict) or not raw:
@@ -242,7 +255,7 @@ def parse_experiments(document, source="experiments.yaml"):
             settings = raw[name] = {}
         if not isinstance(settings, dict):
             raise ValueError(f"{source}: experiment '{name}': expected a mapping of settings")
-        _check_keys(settings, _EXPERIMENT_KEYS, f"{source}: experiment '{name}'")
+        check_keys(settings, _EXPERIMENT_KEYS, f"{source}: experiment '{name}'")
 
     experiments = {}
     for name in raw:
@@ -282,18 +295,6 @@ def _deep_merge(base, override):
     return merged
 
 
-def _check_keys(mapping, known, where):
-    unknown = [k for k in mapping if k not in known]
-    if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
-
-
-def _require(mapping, keys, where):
-    for key in keys:
-        if key not in mapping:
-            raise ValueError(f"{where}: missing {key!r} (set it in the experiment or in defaults)")
-
-
 def _section(merged, name, where):
     section = merged.get(name, {})
     if not isinstance(section, dict):
@@ -301,34 +302,8 @@ def _section(merged, name, where):
     return section
 
 
-def _int(value, key, where, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: {key} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{where}: {key} must be >= {minimum}, got {value}")
-    return value
-
-
-def _bool(value, key, where):
-    if not isinstance(value, bool):
-        raise ValueError(f"{where}: {key} must be true or false, got {value!r}")
-    return value
-
-
-def _float(value, key, where):
-    # YAML 1.1 (PyYAML) reads 1e-8 without a dot as a string: accept what float() reads.
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}: {key} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def _build(name, merged, where):
-    _require(merged, ("scale", "net", "data", "solver"), where)
+    require(merged, ("scale", "net", "data", "solver"), where)
     description = merged.get("description", "")
     if not isinstance(description, str):
         raise ValueError(f"{where}: description must be a string")
@@ -339,108 +314,94 @@ def _build(name, merged, where):
                          f"got {scale!r}")
 
     net = _section(merged, "net", where)
-    _check_keys(net, _NET_KEYS, f"{where}: net")
-    _require(net, _NET_KEYS, f"{where}: net")
-    depth = _int(net["depth"], "net.depth", where, 1)
-    num_filters = _int(net["num_filters"], "net.num_filters", where, 1)
-    kernel = _int(net["deconv_kernel"], "net.deconv_kernel", where, 1)
-    residual = _bool(net["residual"], "net.residual", where)
-    if kernel < scale or (kernel - scale) % 2:
-        fits = ", ".join(str(scale + 2 * p) for p in range(3))
-        raise ValueError(
-            f"{where}: net.deconv_kernel {kernel} cannot be used at scale {scale}: the "
-            f"deconvolution gives exactly scale*n pixels centred on the HR grid only when "
-            f"deconv_kernel - scale is even and >= 0 (pad = (deconv_kernel - scale) / 2); "
-            f"use {fits}, ...")
+    check_keys(net, _NET_KEYS, f"{where}: net")
+    require(net, _NET_KEYS, f"{where}: net")
+    depth = as_int(net["depth"], "net.depth", where, 1)
+    num_filters = as_int(net["num_filters"], "net.num_filters", where, 1)
+    kernel = as_int(net["deconv_kernel"], "net.deconv_kernel", where, 1)
+    residual = as_bool(net["residual"], "net.residual", where)
+    try:
+        deconv_pad(scale, kernel)
+    except ValueError as exc:
+        raise ValueError(f"{where}: net.{exc}") from None
     if residual and depth < 2:
         raise ValueError(f"{where}: net.residual needs net.depth >= 2 (the sum adds the "
                          f"upsampling features to the last 3x3x{num_filters} layer), got depth {depth}")
 
-    data = _section(merged, "data", where)
-    _check_keys(data, _DATA_KEYS, f"{where}: data")
-    _require(data, _DATA_KEYS, f"{where}: data")
-    sources = {}
-    for key in ("train_source", "val_source"):
-        value = data[key]
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{where}: data.{key} must be a non-empty path")
-        try:
-            sources[key] = value.format(scale=scale)
-        except (KeyError, IndexError, ValueError):
-            raise ValueError(f"{where}: data.{key} {value!r}: the only placeholder allowed "
-                             f"is {{scale}}") from None
-
+    data = _data_config(_section(merged, "data", where), scale, where)
     solver = _section(merged, "solver", where)
-    solver = _validate_solver(solver, f"{where}: solver")
+    solver = validate_solver_settings(solver, f"{where}: solver")
 
     return Experiment(
         name=name,
         description=description,
         net=NetConfig(scale=scale, depth=depth, num_filters=num_filters,
                       deconv_kernel=kernel, residual=residual),
-        data=DataConfig(
-            train_source=sources["train_source"],
-            val_source=sources["val_source"],
-            batch_size=_int(data["batch_size"], "data.batch_size", where, 1),
-            val_batch_size=_int(data["val_batch_size"], "data.val_batch_size", where, 1),
-            shuffle=_bool(data["shuffle"], "data.shuffle", where),
-        ),
+        data=data,
         solver=solver,
     )
 
 
-def _validate_solver(solver, where):
-    for key in solver:
-        if key not in SOLVER_FIELDS:
-            hint = ""
-            if key in ("net", "snapshot_prefix", "solver_mode", "train_net", "test_net"):
-                hint = " (it is derived from the experiment, not set)"
-            raise ValueError(f"{where}: unknown key {key!r}{hint} "
-                             f"(known: {', '.join(SOLVER_FIELDS)})")
-    _require(solver, _SOLVER_REQUIRED, where)
-    checked = {}
-    for key, value in solver.items():
-        kind, check, meaning = SOLVER_FIELDS[key]
-        if kind == "str":
-            if not isinstance(value, str):
-                raise ValueError(f"{where}: {key} must be a string, got {value!r}")
-        elif kind == "bool":
-            value = _bool(value, key, where)
-        elif kind == "int":
-            value = _int(value, key, where, -2**31)
-        elif kind == "float":
-            value = _float(value, key, where)
-        elif kind == "int_list":
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = [value]
-            if not isinstance(value, list) or not value:
-                raise ValueError(f"{where}: {key} must be a non-empty list of integers")
-            value = [_int(v, key, where, 1) for v in value]
-            if any(b <= a for a, b in zip(value, value[1:])):
-                raise ValueError(f"{where}: {key} must be increasing, got {value}")
-        if check is not None and not (all(map(check, value)) if kind == "int_list" else check(value)):
-            raise ValueError(f"{where}: {key} must be {meaning}, got {value!r}")
-        checked[key] = value
+def _set_names(value, key, where):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{where}: data.{key} must be a set name or a non-empty list of set names")
+    return tuple(value)
 
-    solver_type = checked["type"]
-    for key in _ADAM_ONLY:
-        if key in checked and solver_type != "Adam":
-            raise ValueError(f"{where}: {key} is an Adam setting but type is {solver_type} "
-                             f"(set {key}: null to drop the inherited value)")
-    for key in _ADAPTIVE_ONLY:
-        if key in checked and solver_type in ("SGD", "Nesterov"):
-            raise ValueError(f"{where}: {key} is not used by type {solver_type} "
-                             f"(set {key}: null to drop the inherited value)")
-    if solver_type in ("SGD", "Nesterov", "Adam") and "momentum" not in checked:
-        raise ValueError(f"{where}: type {solver_type} needs momentum (Caffe's default is 0)")
-    policy = checked["lr_policy"]
-    needs = {"step": ("gamma", "stepsize"), "multistep": ("gamma", "stepvalue"),
-             "exp": ("gamma",), "inv": ("gamma", "power"), "poly": ("power",),
-             "sigmoid": ("gamma", "stepsize")}.get(policy, ())
-    for key in needs:
-        if key not in checked:
-            raise ValueError(f"{where}: lr_policy {policy} needs {key}")
-    if policy == "multistep" and checked["stepvalue"][-1] >= checked["max_iter"]:
-        raise ValueError(f"{where}: stepvalue {checked['stepvalue']} must be below "
-                         f"max_iter {checked['max_iter']}")
-    return checked
+
+def _data_config(data, scale, where):
+    """The ``data`` section: the database recipe (:class:`DataRecipe`) and the batch settings."""
+    check_keys(data, _DATA_KEYS, f"{where}: data")
+    require(data, _DATA_KEYS, f"{where}: data")
+    folder = data["database"]
+    if not isinstance(folder, str) or not folder.strip():
+        raise ValueError(f"{where}: data.database must be a non-empty path")
+    try:
+        folder = folder.format(scale=scale).rstrip("/")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(f"{where}: data.database {folder!r}: the only placeholder allowed "
+                         f"is {{scale}}") from None
+    if any(c.isspace() for c in folder):
+        raise ValueError(f"{where}: data.database {folder!r}: Caffe's list files cannot name a path with spaces")
+    downscale = data["downscale"]
+    if not isinstance(downscale, list) or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in downscale):
+        raise ValueError(f"{where}: data.downscale must be a list of factors in (0, 1), got {downscale!r}")
+    val_set = data["val_set"]
+    if not isinstance(val_set, str) or not val_set.strip():
+        raise ValueError(f"{where}: data.val_set must be a set name (the train net has a validation phase)")
+    train_sets = _set_names(data["train_sets"], "train_sets", where)
+    if val_set in train_sets:
+        raise ValueError(f"{where}: data.val_set {val_set} is also one of data.train_sets")
+    recipe = DataRecipe(
+        scale=scale, folder=folder, train_sets=train_sets, val_set=val_set,
+        val_images=as_int(data["val_images"], "data.val_images", where, 1),
+        patch_size=as_int(data["patch_size"], "data.patch_size", where, 1),
+        stride=as_int(data["stride"], "data.stride", where, 1),
+        flip=as_bool(data["flip"], "data.flip", where), rot90=as_bool(data["rot90"], "data.rot90", where),
+        downscale=tuple(float(f) for f in downscale),
+        multiple_of=as_int(data["multiple_of"], "data.multiple_of", where, 1),
+        seed=as_int(data["seed"], "data.seed", where, 0))
+    return DataConfig(
+        recipe=recipe,
+        batch_size=as_int(data["batch_size"], "data.batch_size", where, 1),
+        val_batch_size=as_int(data["val_batch_size"], "data.val_batch_size", where, 1),
+        shuffle=as_bool(data["shuffle"], "data.shuffle", where),
+    )
+
+
+def default_recipe(scale, path=EXPERIMENTS_PATH):
+    """The data recipe of the file's ``defaults`` at ``scale``: what ``tools/make_h5.py --scale S`` builds.
+
+    Raises
+    ------
+    ValueError
+        As :func:`load_experiments`, for the ``defaults`` section.
+    """
+    document = _read_document(path)
+    defaults = document.get("defaults") if isinstance(document, dict) else None
+    if not isinstance(defaults, dict) or not isinstance(defaults.get("data"), dict):
+        raise ValueError(f"{path}: no 'defaults: data:' section")
+    return _data_config(defaults["data"], int(scale), f"{path}: defaults").recipe
+
+

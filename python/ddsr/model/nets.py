@@ -91,9 +91,11 @@ def deconv_pad(scale, kernel):
     if scale < 1 or kernel < 1:
         raise ValueError(f"scale and kernel must be >= 1, got {scale}, {kernel}")
     if kernel < scale or (kernel - scale) % 2:
-        raise ValueError(f"a {kernel}x{kernel} deconvolution cannot give exactly {scale}*n pixels "
-                         f"aligned with the HR grid at stride {scale}: kernel - scale must be even "
-                         f"and >= 0")
+        fits = ", ".join(str(scale + 2 * p) for p in range(3))
+        raise ValueError(f"deconv_kernel {kernel} cannot be used at scale {scale}: a {kernel}x{kernel} "
+                         f"deconvolution cannot give exactly {scale}*n pixels aligned with the HR grid at "
+                         f"stride {scale} unless kernel - scale is even and >= 0 (pad = (kernel - scale) / 2); "
+                         f"use {fits}, ...")
     return (kernel - scale) // 2
 
 

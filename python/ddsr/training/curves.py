@@ -14,13 +14,12 @@ its solver's snapshots (``snapshots/<name>_iter_N.caffemodel``) and its log
   files and PNG figures, several runs on one plot.
 """
 
-import csv
-import io
 import math
 from pathlib import Path
 
 from ddsr.training import log as train_log, snapshots
-from ddsr.atomic import write_bytes_atomic
+from ddsr.figures import pyplot, save_figure
+from ddsr.csvfiles import write_csv_atomic
 
 LOSS_COLUMNS = ("iteration", "loss", "lr", "test_loss")
 QUALITY_COLUMNS = ("iteration", "psnr", "ssim")
@@ -44,7 +43,8 @@ def log_rows(log):
 
 def load_test_images(data_root, set_name, scale):
     """The protocol's prepared images of one set (:func:`ddsr.evaluation.prepare_image`)."""
-    from ddsr.evaluation.protocol import list_set_images, prepare_image
+    from ddsr.data.registry import list_set_images
+    from ddsr.evaluation.protocol import prepare_image
     from ddsr.matlab import imread
 
     return [prepare_image(imread(path), scale, name=path.stem)
@@ -76,32 +76,18 @@ def evaluate_weights(deploy, weights, images, scale, metrics=("psnr", "ssim"), t
     (dict, list of ndarray)
         ``{metric: mean}`` and each image's SR Y.
     """
-    from ddsr.evaluation.metrics import measure
-    from ddsr.evaluation.protocol import to_uint8
+    from ddsr.evaluation.run import mean_quality
     from ddsr.evaluation.upscaler import load_upscaler
 
-    upscaler = load_upscaler(deploy, weights, scale, tile=tile)
-    totals = {m: 0.0 for m in metrics}
-    outputs = []
-    for image in images:
-        sr, _ = upscaler.upscale(image)
-        sr = to_uint8(sr)
-        outputs.append(sr)
-        for name, value in measure(image.hr_y, sr, scale, metrics=metrics).items():
-            totals[name] += value
-    return {m: totals[m] / len(images) for m in metrics}, outputs
+    return mean_quality(images, load_upscaler(deploy, weights, scale, tile=tile), scale, metrics)
 
 
 def bicubic_quality(images, scale, metrics=("psnr", "ssim")):
     """The bicubic baseline's mean metrics over prepared images."""
-    from ddsr.evaluation.metrics import measure
-    from ddsr.evaluation.protocol import to_uint8
+    from ddsr.evaluation.protocol import BicubicUpscaler
+    from ddsr.evaluation.run import mean_quality
 
-    totals = {m: 0.0 for m in metrics}
-    for image in images:
-        for name, value in measure(image.hr_y, to_uint8(image.bicubic_y), scale, metrics=metrics).items():
-            totals[name] += value
-    return {m: totals[m] / len(images) for m in metrics}
+    return mean_quality(images, BicubicUpscaler(), scale, metrics)[0]
 
 
 def evaluate_snapshots(deploy, snapshot_prefix, data_root, set_name="Set5", scale=3,
@@ -155,48 +141,9 @@ def evaluate_snapshots(deploy, snapshot_prefix, data_root, set_name="Set5", scal
 
 
 def write_csv(path, rows, columns):
-    """Write rows (dicts) as CSV with the given columns, atomically (:func:`ddsr.evaluation.report.write_csv_atomic`)."""
-    from ddsr.evaluation.report import write_csv_atomic
-
+    """Write rows (dicts) as CSV with the given columns, atomically; returns the path."""
     write_csv_atomic(path, rows, fields=columns)
     return Path(path)
-
-
-def read_csv(path):
-    """Read a CSV written by :func:`write_csv`: numbers as int/float, empty cells as None, text as is."""
-    rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            parsed = {}
-            for key, text in row.items():
-                if text == "":
-                    parsed[key] = None
-                elif key == "iteration":
-                    parsed[key] = int(text)
-                else:
-                    try:
-                        parsed[key] = float(text)
-                    except ValueError:
-                        parsed[key] = text  # e.g. the run column
-            rows.append(parsed)
-    return rows
-
-
-def save_figure(fig, path):
-    """Save a matplotlib figure as PNG, atomically."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    write_bytes_atomic(path, buffer.getvalue())
-    return Path(path)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _series(rows, key):
@@ -351,3 +298,94 @@ def plot_summary(loss_rows, quality_rows, path, set_name, scale, baseline=None, 
         return save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def run_files(root, name):
+    """Solver info, deploy prototxt and training log of the run ``name`` under ``root``."""
+    from ddsr.paths import train_log_path
+
+    solver = Path(root) / "solvers" / f"{name}.prototxt"
+    if not solver.is_file():
+        raise ValueError(f"unknown run {name!r}: no {solver}")
+    return snapshots.read_solver(solver), Path(root) / "prototxt" / f"{name}_deploy.prototxt", \
+        train_log_path(name, root)
+
+
+def write_run_curves(runs, out, *, data_root, set_name="Set5", scale=None, root=None, every=1, tile=None,
+                     evaluate=True, progress=True, warn=None):
+    """Loss curves from the logs and PSNR curves of the snapshots of several runs (Fig. 5 and 6).
+
+    Parameters
+    ----------
+    runs : dict
+        Run name (``solvers/<name>.prototxt``) -> legend label.
+    out : path-like
+        Folder for ``loss.csv``, ``loss.png``, ``quality.csv`` and ``psnr.png``.
+    data_root, set_name
+        The test set each snapshot is evaluated on.
+    scale : int, optional
+        Default: each run's deconvolution stride.
+    root : path-like, optional
+        Where the runs live (``solvers/``, ``prototxt/``, ``snapshots/``, ``runs/``); default the
+        repository.
+    every : int
+        Evaluate every N-th snapshot (and always the newest).
+    tile : int, optional
+    evaluate : bool
+        False: the log curves only.
+    progress : bool
+    warn : callable, optional
+        Called with a message for a run without a log.
+
+    Returns
+    -------
+    (list of Path, list of str)
+        The files written and one summary line per evaluated run.
+    """
+    from ddsr.paths import REPO_ROOT
+
+    root = Path(root) if root is not None else REPO_ROOT
+    out = Path(out)
+    loss_runs, quality_runs, loss_rows, quality_rows, scales = {}, {}, [], [], set()
+    for name, label in runs.items():
+        info, deploy, log_path = run_files(root, name)
+        if log_path.is_file():
+            rows = log_rows(log_path)
+            loss_runs[label] = rows
+            loss_rows += [{"run": name, **r} for r in rows]
+        elif warn is not None:
+            warn(f"no log {log_path}; no loss curve for {name}")
+        if not evaluate:
+            continue
+        run_scale = scale if scale is not None else deploy_scale(deploy)
+        if run_scale is None:
+            raise ValueError(f"cannot tell the scale of {deploy} (no Deconvolution layer); give --scale")
+        scales.add(run_scale)
+        rows = evaluate_snapshots(deploy, info.snapshot_prefix, data_root, set_name, run_scale, workdir=root,
+                                  every=every, progress=progress, tile=tile)
+        quality_runs[label] = rows
+        quality_rows += [{"run": name, **r} for r in rows]
+    if not loss_runs and not quality_runs:
+        raise ValueError("nothing to plot: no logs" + ("" if not evaluate else " and no snapshots"))
+    written, lines = [], []
+    if loss_runs:
+        written.append(write_csv(out / "loss.csv", loss_rows, ("run",) + LOSS_COLUMNS))
+        written.append(plot_loss(loss_runs, out / "loss.png"))
+    if quality_runs:
+        baseline = None
+        if len(scales) == 1:
+            (shown_scale,) = scales
+            baseline = bicubic_quality(load_test_images(data_root, set_name, shown_scale), shown_scale)
+            quality_rows.append({"run": "bicubic", "iteration": None, **baseline})
+        else:
+            shown_scale = "/".join(map(str, sorted(scales)))
+        written.append(write_csv(out / "quality.csv", quality_rows, ("run",) + QUALITY_COLUMNS))
+        written.append(plot_quality(quality_runs, out / "psnr.png", set_name=set_name, scale=shown_scale,
+                                    baseline=baseline))
+        for label, rows in quality_runs.items():
+            best = max(rows, key=lambda r: r["psnr"])
+            last = rows[-1]
+            lines.append(f"{label}: {set_name} x{shown_scale} PSNR {last['psnr']:.2f} dB at iteration "
+                         f"{last['iteration']} (best {best['psnr']:.2f} at {best['iteration']})"
+                         + (f"; bicubic {baseline['psnr']:.2f}" if baseline else ""))
+    return written, lines

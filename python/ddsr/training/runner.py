@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..paths import relative_path
+from ..paths import relative_path, train_log_path
 from .log import TrainingLog, read_log
 from .snapshots import Snapshot, last_good_snapshot, newest_snapshot, quarantine_after, read_solver
 
@@ -105,6 +105,8 @@ class TrainingDiverged(TrainingError):
         The newest snapshot taken before it with finite weights.
     """
 
+    exit_status = 3  # the status the training tools document for a diverged run
+
     def __init__(self, message, iteration, last_good):
         super().__init__(message)
         self.iteration = iteration
@@ -114,24 +116,7 @@ class TrainingDiverged(TrainingError):
 class TrainingInterrupted(TrainingError):
     """Training was interrupted (Ctrl-C); Caffe snapshotted where it stopped."""
 
-
-def exit_status(prog, main):
-    """Run a training tool's ``main()`` and return the exit status the tools document.
-
-    0 (or what ``main`` returns) done; 3 diverged (NaN/inf loss); 130 interrupted; 1 any
-    other error, reported in one line ``<prog>: error: <why>`` on stderr.
-    """
-    try:
-        return main()
-    except TrainingDiverged as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 3
-    except TrainingInterrupted as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 130
-    except (RuntimeError, ValueError, OSError) as exc:  # TrainingError is a RuntimeError
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+    exit_status = 130
 
 
 @dataclass
@@ -197,7 +182,7 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
         runs and the result says ``already_done``.
     log_path : str, Path or None
         Caffe's whole output is appended to this file (default
-        ``runs/<solver name>/train.log`` under ``workdir``).
+        ``runs/<solver name>/train.log`` under ``workdir``, :func:`ddsr.paths.train_log_path`).
     workdir : str or Path
         Where ``caffe`` runs: the repository root, since solver and net paths
         are relative to it.
@@ -227,15 +212,13 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
     TrainingError
         Caffe exited with an error (its FATAL message is in the exception).
     """
-    from tqdm import tqdm
-
     workdir = Path(workdir)
     solver_path = Path(solver)
     info = read_solver(solver_path if solver_path.is_absolute() else workdir / solver_path)
     name = solver_path.stem
     if not info.snapshot_prefix:
         raise ValueError(f"{solver}: no snapshot_prefix, so the run could not be resumed")
-    log_path = Path(log_path) if log_path else workdir / "runs" / name / "train.log"
+    log_path = Path(log_path) if log_path else train_log_path(name, workdir)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     (workdir / info.snapshot_prefix).parent.mkdir(parents=True, exist_ok=True)
     caffe = caffe or find_caffe_tool()
@@ -250,6 +233,27 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
     state = relative_path(start.solverstate, workdir) if start else None
     command = train_command(solver_path, gpu=gpu, snapshot=state, caffe=caffe)
     start_iteration = start.iteration if start else 0
+    run = _stream_caffe(command, workdir, log_path, info.max_iter, start_iteration,
+                        progress=progress, niceness=niceness, description=description or name, stream=stream)
+    newest = newest_snapshot(info.snapshot_prefix, workdir)
+    log = run["log"]
+    final = log.last_iteration if log.last_iteration is not None else start_iteration
+    result = TrainingResult(command, log_path, start_iteration, final, newest, log, run["seconds"])
+    pace = run["pace"]
+    if len(pace) >= 2 and pace[-1][1] > pace[0][1]:
+        result.seconds_per_iteration = (pace[-1][0] - pace[0][0]) / (pace[-1][1] - pace[0][1])
+    _raise_unless_done(run, result, solver, info, workdir)
+    return result
+
+
+def _stream_caffe(command, workdir, log_path, max_iter, start_iteration, *, progress, niceness,
+                  description, stream):
+    """Run Caffe, appending its output to the log and watching it; what happened, as a dict.
+
+    Ctrl-C is passed on to Caffe once (its "stop" effect snapshots first), a second one kills
+    it; a NaN or infinite loss stops it with SIGTERM (no snapshot of broken weights).
+    """
+    from tqdm import tqdm
 
     env = dict(os.environ)
     env["GLOG_logtostderr"] = "1"  # no glog files in /tmp; everything goes to our log
@@ -264,9 +268,10 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
     tail = deque(maxlen=30)
     pace = []  # (wall time, iteration) of each displayed loss
     began = time.time()
-    bar = tqdm(total=info.max_iter, initial=start_iteration, desc=description or name,
+    bar = tqdm(total=max_iter, initial=start_iteration, desc=description,
                unit="it", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     diverged = False
+    stop_requests = []
     with open(log_path, "a", encoding="utf-8", buffering=1) as log_file:  # line-buffered: `tail -f` works
         log_file.write(f"# ddsr: {time.strftime('%Y-%m-%d %H:%M:%S')} cwd={workdir.resolve()} "
                        f"{' '.join(map(str, command))}\n")
@@ -275,7 +280,6 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
             command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, errors="replace", bufsize=1, preexec_fn=in_child,
         )
-        stop_requests = []
 
         def on_sigint(signum, frame):
             # Caffe, in our process group, got the terminal's SIGINT too; its
@@ -316,20 +320,18 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
             if process.poll() is None:
                 process.kill()
                 process.wait()
-            if log.done and bar.n < info.max_iter:
-                bar.update(info.max_iter - bar.n)
+            if log.done and bar.n < max_iter:
+                bar.update(max_iter - bar.n)
             bar.close()
-        interrupted = bool(stop_requests)
+    return {"log": log, "tail": tail, "pace": pace, "diverged": diverged, "interrupted": bool(stop_requests),
+            "returncode": process.returncode, "seconds": time.time() - began, "log_path": log_path}
 
-    seconds = time.time() - began
-    newest = newest_snapshot(info.snapshot_prefix, workdir)
-    final = log.last_iteration if log.last_iteration is not None else start_iteration
-    result = TrainingResult(command, log_path, start_iteration, final, newest, log, seconds)
-    if len(pace) >= 2 and pace[-1][1] > pace[0][1]:
-        result.seconds_per_iteration = (pace[-1][0] - pace[0][0]) / (pace[-1][1] - pace[0][1])
-    plain = " ".join(map(str, command[1:]))
 
-    if diverged:
+def _raise_unless_done(run, result, solver, info, workdir):
+    """The error for a run that diverged, was interrupted, failed or stopped short; nothing if done."""
+    log, log_path = run["log"], run["log_path"]
+    plain = " ".join(map(str, result.command[1:]))
+    if run["diverged"]:
         iteration, what = log.nonfinite
         good = last_good_snapshot(info.snapshot_prefix, workdir, log)
         moved = quarantine_after(info.snapshot_prefix, workdir, good.iteration if good else -1)
@@ -344,13 +346,13 @@ def train(solver, *, gpu=None, resume=True, log_path=None, workdir=".", caffe=No
             message += f"Snapshots after it were renamed *.diverged ({len(moved)} files). "
         message += f"Lower base_lr in {solver} (now {info.base_lr:g}) and train again. Log: {log_path}"
         raise TrainingDiverged(message, iteration, good)
-    if interrupted:
+    if run["interrupted"]:
+        newest = result.snapshot
         where = f"snapshot {relative_path(newest.solverstate, workdir)}" if newest else "no snapshot"
-        raise TrainingInterrupted(
-            f"interrupted at iteration {final}; {where}; run the same command again to resume. Log: {log_path}")
-    if process.returncode != 0:
-        reason = log.fatal or (tail[-1] if tail else "no output")
-        raise TrainingError(f"`{plain}` failed (exit status {process.returncode}): {reason}. Log: {log_path}")
+        raise TrainingInterrupted(f"interrupted at iteration {result.final_iteration}; {where}; "
+                                  f"run the same command again to resume. Log: {log_path}")
+    if run["returncode"] != 0:
+        reason = log.fatal or (run["tail"][-1] if run["tail"] else "no output")
+        raise TrainingError(f"`{plain}` failed (exit status {run['returncode']}): {reason}. Log: {log_path}")
     if not log.done:
         raise TrainingError(f"`{plain}` ended without 'Optimization Done.'. Log: {log_path}")
-    return result

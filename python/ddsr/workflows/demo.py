@@ -17,11 +17,16 @@ instead (:data:`REAL_SETS`).
 """
 
 import json
+import os
+import platform
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from ddsr.atomic import replacing_directory
+from ddsr.atomic import replacing_directory, write_png_atomic
+from ddsr.workflows import show_command
 
 DEMO_SETS = {
     # name of the set folder -> skimage.data loader names
@@ -72,12 +77,6 @@ def load_bundled_image(name):
     return image
 
 
-def _write_png(path, image):
-    from PIL import Image
-
-    Image.fromarray(image).save(path, format="PNG")
-
-
 def write_demo_sets(data_root, sets=None):
     """Write the bundled images as PNG set folders ``data_root/<set>/<name>.png``.
 
@@ -118,7 +117,7 @@ def write_demo_sets(data_root, sets=None):
                 continue
         with replacing_directory(folder, sync=False) as temp:
             for name, file_name in expected.items():
-                _write_png(temp / file_name, load_bundled_image(name))
+                write_png_atomic(temp / file_name, load_bundled_image(name))
             (temp / "demo.json").write_text(json.dumps({"images": expected}, indent=1) + "\n")
         written[set_name] = [folder / f for f in expected.values()]
     return written
@@ -145,14 +144,6 @@ def real_sets(data_root):
 
 
 # --- the report ----------------------------------------------------------------
-
-
-def per_image_psnr(per_image_csv):
-    """Image name -> PSNR from a ``tools/eval.py`` ``per_image.csv``."""
-    import csv
-
-    with open(per_image_csv, newline="") as handle:
-        return {row["image"]: float(row["psnr"]) for row in csv.DictReader(handle) if row.get("psnr")}
 
 
 def report_markdown(facts):
@@ -212,3 +203,218 @@ def report_markdown(facts):
     lines += ["## Table 3 layout (tools/eval.py)", "", facts["table3"].strip(), "",
               "## The same, by hand", "", "```sh", *facts["commands"], "```", ""]
     return "\n".join(lines)
+
+
+# --- the run -------------------------------------------------------------------
+
+EXPERIMENT = "demo_x3"
+DEMO_ROOT = Path("data") / "demo"
+# Evaluate on 64x64 LR tiles: the same numbers, 0.7 GB instead of 4 GB at the peak (Caffe keeps
+# an im2col buffer of 9 x 24 x the output's pixels per conv layer: 0.3 GB each for 500x741).
+TILE = 64
+
+
+def _data(data, prog, experiment):
+    """Step 1: the data root, the train/val/test sets, and one line saying what they are."""
+    from ddsr.paths import REPO_ROOT
+
+    if data is not None:
+        data_root = Path(data).resolve()
+        sets = real_sets(data_root)
+        return data_root, sets, 2, (f"real sets under {data}: train {sets['train']}, validation the first "
+                                    f"2 images of {sets['val']}, test {sets['test']}")
+    print(f"{prog}: [1/6] data: images bundled with scikit-image -> {DEMO_ROOT}/", file=sys.stderr)
+    written = write_demo_sets(REPO_ROOT / DEMO_ROOT)
+    sets = dict(SKIMAGE_SETS)
+    line = ("photographs bundled with scikit-image: train " + ", ".join(p.stem for p in written[sets["train"]])
+            + f"; validation {', '.join(p.stem for p in written[sets['val']])}"
+            + f"; test {', '.join(p.stem for p in written[sets['test']])}")
+    return REPO_ROOT / DEMO_ROOT, sets, experiment.recipe.val_images, line
+
+
+def _database(experiment, data_root, sets, val_images, prog, progress):
+    """Step 2: the demo_x3 database, from the experiment's recipe (other sets with DATA=DIR)."""
+    from ddsr.data import database
+    from ddsr.paths import REPO_ROOT, relative_path
+
+    recipe = experiment.recipe
+    command = ["tools/make_h5.py", "--experiment", experiment.name, "--data-root", relative_path(data_root, REPO_ROOT)]
+    if (sets["train"], sets["val"], val_images) != (recipe.train_sets[0], recipe.val_set, recipe.val_images):
+        recipe = recipe.replace(train_sets=(sets["train"],), val_set=sets["val"], val_images=val_images)
+        command += ["--train-sets", sets["train"], "--val-set", sets["val"], "--val-images", val_images]
+    shown = show_command(prog, command)
+    manifest = database.build(recipe, data_root, progress=progress)
+    print(f"{prog}: {manifest['num_patches']} training patches, "
+          f"{manifest['splits']['val']['num_patches']} validation patches -> {recipe.folder}", file=sys.stderr)
+    return shown
+
+
+def _train(experiment, data_root, sets, restart, gpu, niceness, prog, progress):
+    """Step 3: ``caffe train`` of demo_x3, resumed unless the data changed or ``restart``."""
+    import json
+
+    from ddsr.atomic import write_json_atomic
+    from ddsr.paths import REPO_ROOT
+    from ddsr.training import runner, snapshots
+
+    if not (REPO_ROOT / experiment.solver_path).is_file():
+        raise RuntimeError(f"no {experiment.solver_path}: generate the nets with `make nets`")
+    experiment.check_database()
+    stamp_path = experiment.run_dir / "demo-data.json"
+    stamp = {"data_root": str(data_root), **sets}
+    previous = json.loads(stamp_path.read_text()) if stamp_path.is_file() else None
+    if restart or (previous is not None and previous != stamp):
+        if not restart:
+            print(f"{prog}: [3/6] train: the data changed since the last demo run; training from iteration 0",
+                  file=sys.stderr)
+        snapshots.remove_snapshots(experiment.snapshot_prefix, REPO_ROOT)
+        experiment.log_path.unlink(missing_ok=True)
+    write_json_atomic(stamp_path, stamp)
+    plain = " ".join(map(str, runner.train_command(experiment.solver_path, gpu=gpu)))
+    max_iter = experiment.solver["max_iter"]
+    print(f"{prog}: [3/6] train: {plain}  ({max_iter} iterations; log {experiment.log_path.relative_to(REPO_ROOT)})",
+          file=sys.stderr)
+    result = runner.train(experiment.solver_path, gpu=gpu, workdir=REPO_ROOT, progress=progress,
+                          niceness=niceness, description=f"train {experiment.name}")
+    if result.already_done:
+        print(f"{prog}: [3/6] train: already trained to iteration {result.final_iteration} "
+              f"(--restart to train again)", file=sys.stderr)
+    return result, plain
+
+
+def _evaluate(experiment, weights, data_root, sets, gpu, out, prog, progress):
+    """Step 4: the demo net and bicubic on the test images (``tools/eval.py``'s evaluation)."""
+    from ddsr.evaluation.results import read_eval_folder
+    from ddsr.evaluation.run import DeployModel, evaluate_to_folder
+    from ddsr.paths import REPO_ROOT, relative_path
+
+    scale = experiment.scale
+    label = f"DDSR demo ({experiment.name})"
+    command = ["tools/eval.py", "--model", experiment.deploy_net_path, "--weights", relative_path(weights, REPO_ROOT),
+               "--scale", scale, "--sets", sets["test"], "--data-root", relative_path(data_root, REPO_ROOT),
+               "--out", relative_path(out, REPO_ROOT), "--name", label, "--paper-row", "none", "--tile", TILE]
+    command += ["--gpu", gpu] if gpu is not None else []
+    shown = show_command(prog, command)
+    model = DeployModel.from_files(REPO_ROOT / experiment.deploy_net_path, weights, scale, tile=TILE)
+    evaluate_to_folder(out, data_root=data_root, sets=[sets["test"]], scales=[scale], label=label,
+                       models={scale: model}, gpu=gpu, progress=progress, command=[str(w) for w in command])
+    return read_eval_folder(out), shown
+
+
+def _curves(experiment, data_root, test_set, baseline, out, prog, progress):
+    """Step 5: every snapshot's PSNR on the test images, and the loss from the log."""
+    from ddsr.paths import REPO_ROOT, relative_path
+    from ddsr.training import curves
+    from ddsr.training.log import read_log
+
+    command = ["tools/curves.py", experiment.name, "--set", test_set, "--data-root",
+               relative_path(data_root, REPO_ROOT), "--tile", TILE]
+    shown = show_command(prog, command)
+    quality = curves.evaluate_snapshots(REPO_ROOT / experiment.deploy_net_path, experiment.snapshot_prefix,
+                                        data_root, test_set, experiment.scale, workdir=REPO_ROOT,
+                                        progress=progress, tile=TILE)
+    loss = curves.log_rows(read_log(experiment.log_path))
+    curves.write_csv(out / "loss.csv", loss, curves.LOSS_COLUMNS)
+    curves.write_csv(out / "quality.csv", quality, curves.QUALITY_COLUMNS)
+    curves.plot_summary(loss, quality, out / "curves.png", set_name=test_set, scale=experiment.scale,
+                        baseline=baseline, title=f"{experiment.name}: training loss and test PSNR")
+    return shown
+
+
+def _compare(experiment, weights, iterations, data_root, test_set, image_names, out, prog):
+    """Step 6: crops of bicubic / demo net / ground truth (``tools/compare.py``'s figure)."""
+    from ddsr.evaluation.compare import write_comparison
+    from ddsr.paths import REPO_ROOT, relative_path
+
+    images = [f"{test_set}/{name}" for name in sorted(image_names)]
+    command = ["tools/compare.py", "--experiment", experiment.name, "--data-root", relative_path(data_root, REPO_ROOT),
+               "--tile", TILE, "--images", *images]
+    shown = show_command(prog, command)
+    scale = experiment.scale
+    write_comparison([(experiment.name, REPO_ROOT / experiment.deploy_net_path, weights)], images, data_root,
+                     scale, out / "comparison.png", crop_size=96, tile=TILE,
+                     title=f"x{scale}: bicubic / {experiment.name} ({iterations} it) / ground truth")
+    return shown
+
+
+def run_demo(out, *, data=None, gpu=None, restart=False, min_gain=0.5, niceness=0, progress=True, prog="demo"):
+    """``make demo``: the six steps, each printed as the command a user could type, and the report.
+
+    Returns
+    -------
+    dict
+        What ``demo.json`` holds (``gain_db`` among it).
+    """
+    from ddsr.atomic import write_json_atomic, write_text_atomic
+    from ddsr.evaluation.deploy_net import parse_deploy
+    from ddsr.model.experiments import EXPERIMENTS_PATH, load_experiments
+    from ddsr.paths import REPO_ROOT
+
+    begun, load_at_start, seconds, commands = time.time(), os.getloadavg(), {}, []
+    experiment = load_experiments(EXPERIMENTS_PATH)[EXPERIMENT]
+    out = Path(out).resolve()
+
+    def step(name, fn, *args):
+        started = time.time()
+        value = fn(*args)
+        seconds[name] = time.time() - started
+        return value
+
+    data_root, sets, val_images, data_line = step("data", _data, data, prog, experiment)
+    print(f"{prog}: [1/6] data: {data_line}", file=sys.stderr)
+    commands.append(step("database", _database, experiment, data_root, sets, val_images, prog, progress))
+    trained, plain = step("train", _train, experiment, data_root, sets, restart, gpu, niceness, prog, progress)
+    commands.append(plain)
+    weights, iterations = trained.snapshot.caffemodel, trained.snapshot.iteration
+    evaluated, command = step("evaluate", _evaluate, experiment, weights, data_root, sets, gpu, out / "eval",
+                              prog, progress)
+    commands.append(command)
+    model, bicubic = evaluated.cell(sets["test"], experiment.scale), evaluated.baseline.cell(sets["test"],
+                                                                                              experiment.scale)
+    model_images, bicubic_images = evaluated.image_values("psnr"), evaluated.baseline.image_values("psnr")
+    commands.append(step("curves", _curves, experiment, data_root, sets["test"], bicubic, out, prog, progress))
+    commands.append(step("compare", _compare, experiment, weights, iterations, data_root, sets["test"],
+                         model_images, out, prog))
+    gain = model["psnr"] - bicubic["psnr"]
+    facts = {
+        "experiment": experiment.name, "net": describe_net(parse_deploy(REPO_ROOT / experiment.deploy_net_path)),
+        "data": data_line, "test_set": sets["test"], "scale": experiment.scale, "iterations": iterations,
+        "model": model, "bicubic": bicubic,
+        "per_image": {name: (bicubic_images[name], model_images[name]) for name in sorted(model_images)},
+        "min_gain": min_gain, "seconds": seconds, "seconds_per_iteration": trained.seconds_per_iteration,
+        "machine": machine_line(load_at_start), "table3": (out / "eval" / "table3.md").read_text(),
+        "commands": commands,
+        "figures": {"Bicubic / demo net / ground truth": "comparison.png", "Training loss and test PSNR": "curves.png"},
+    }
+    write_text_atomic(out / "table3.md", facts["table3"])
+    write_text_atomic(out / "README.md", report_markdown(facts))
+    summary = {
+        "experiment": experiment.name, "iterations": iterations, "test_set": sets["test"], "scale": experiment.scale,
+        "psnr": model["psnr"], "bicubic_psnr": bicubic["psnr"], "gain_db": gain, "ssim": model["ssim"],
+        "bicubic_ssim": bicubic["ssim"], "seconds": seconds, "total_seconds": time.time() - begun,
+        "seconds_per_iteration": trained.seconds_per_iteration, "machine": facts["machine"], "data": data_line,
+    }
+    write_json_atomic(out / "demo.json", summary)
+    return summary
+
+
+def describe_net(net):
+    """One line about a DDSR deploy net (a parsed ``NetParameter``)."""
+    convs = [layer for layer in net.layer if layer.type == "Convolution"]
+    deconv = [layer for layer in net.layer if layer.type == "Deconvolution"]
+    residual = any(layer.type == "Eltwise" for layer in net.layer)
+    parts = []
+    if deconv:
+        p = deconv[0].convolution_param
+        parts.append(f"{p.kernel_size[0]}x{p.kernel_size[0]}x{p.num_output} deconvolution (stride {p.stride[0]})")
+    if convs:
+        width = convs[0].convolution_param.num_output
+        parts.append(f"{len(convs) - 1} conv 3x3x{width} + the 3x3x1 reconstruction (depth {len(convs)})")
+    parts.append("with the residual" if residual else "no residual")
+    return ", ".join(parts) + ", PReLU"
+
+
+def machine_line(load_at_start):
+    cpus = os.cpu_count()
+    return (f"{platform.processor() or platform.machine()}, {cpus} CPU cores; load average "
+            f"{load_at_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")

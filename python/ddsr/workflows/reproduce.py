@@ -9,37 +9,23 @@ BSD200. This module says which experiments each target needs
 evaluation folders (Table 3 is :func:`ddsr.evaluation.report.table3_markdown`).
 """
 
-import json
-import shlex
-import subprocess
 import sys
-from pathlib import Path
+import time
 
-from ddsr.evaluation.report import load_run
+from ..data import database
+from ..data.fetch import fetch_set
+from ..evaluation import published as pub
+from ..evaluation.report import ablation_markdown, combine_rows, load_run, table3_markdown
+from ..evaluation.results import read_eval_folder
+from ..evaluation.run import DeployModel, evaluate_to_folder
+from ..atomic import write_text_atomic
+from ..model.experiments import SCALES
+from ..paths import REPO_ROOT, relative_path
+from ..training import curves, runner
+from . import show_command
 
-def run_tool(args, workdir, quiet=False, prog="ddsr"):
-    """Run one pipeline step, a ``tools/*.py`` script, with this Python from ``workdir``.
-
-    Prints the command (``<prog>: $ tools/...``) first, so a reader can redo the step by
-    hand; ``quiet`` passes ``--quiet``. Returns the command as shown; raises
-    ``RuntimeError`` naming it if it fails.
-    """
-    command = [sys.executable, *map(str, args)] + (["--quiet"] if quiet else [])
-    shown = shlex.join(map(str, args))
-    print(f"{prog}: $ {shown}", file=sys.stderr, flush=True)
-    done = subprocess.run(command, cwd=workdir)
-    if done.returncode != 0:
-        raise RuntimeError(f"`{shown}` failed (exit status {done.returncode})")
-    return shown
-
-
-TRAIN_SETS = ("General-100", "T91", "BSD100")
-VAL_SET = "BSD200-train"
-TEST_SETS = ("Set5", "Set14", "BSD200")
-DATA_SETS = TEST_SETS + TRAIN_SETS + (VAL_SET,)
-"""Every set the reproduction reads (the paper's six and the validation images)."""
-
-TABLE3_EXPERIMENTS = {2: "ddsr_x2", 3: "ddsr_x3", 4: "ddsr_x4"}
+TEST_SETS = pub.TABLE3_SETS
+TABLE3_EXPERIMENTS = {scale: f"ddsr_x{scale}" for scale in SCALES}
 
 ABLATIONS = {
     "table1": {"ddsr_x3": "3x3x64", "ddsr_x3_k5": "5x5x64", "ddsr_x3_k7": "7x7x64"},
@@ -48,16 +34,6 @@ ABLATIONS = {
              "ddsr_x3_sgd": "SGD, residual", "ddsr_x3_sgd_nores": "SGD, no residual"},
 }
 """The ablation experiments of each figure/table, with their column or legend labels."""
-
-PAPER_TABLE1 = {  # PSNR / time (s), x3, 18-layer mapping
-    "Set5": {"3x3x64": (33.32, 0.40), "5x5x64": (33.33, 0.41), "7x7x64": (33.36, 0.40)},
-    "Set14": {"3x3x64": (29.57, 0.39), "5x5x64": (29.57, 0.40), "7x7x64": (29.62, 0.42)},
-}
-PAPER_TABLE2 = {  # PSNR / SSIM / time (s), x3
-    "Set5": {"DDSR-6": (33.09, 0.9149, 0.26), "DDSR-12": (33.23, 0.9163, 0.29), "DDSR-18": (33.33, 0.9174, 0.38)},
-    "Set14": {"DDSR-6": (29.41, 0.8272, 0.20), "DDSR-12": (29.50, 0.8287, 0.28), "DDSR-18": (29.57, 0.8297, 0.37)},
-    "BSD200": {"DDSR-6": (29.08, 0.8133, 0.18), "DDSR-12": (29.13, 0.8146, 0.28), "DDSR-18": (29.17, 0.8155, 0.39)},
-}
 
 CPU_REFERENCE_SECONDS = 3.4
 """Measured seconds per ``caffe train`` iteration of DDSR-18 x3 (64 filters), batch 64 of
@@ -132,66 +108,132 @@ def format_duration(seconds):
 # --- Tables 1 and 2 ------------------------------------------------------------
 
 
-def read_eval_folder(folder):
-    """Per set (x3 only): mean ``psnr``, ``ssim`` and forward seconds of a tools/eval.py folder.
+def x3_means(folder):
+    """Per set (x3 only): mean ``psnr``, ``ssim`` and forward seconds of an evaluation folder.
 
-    The means tools/eval.py wrote: ``summary.json`` (PSNR, SSIM) and ``run.json``'s
-    ``forward_ms_mean`` (times; None without a ``run.json``).
+    The means the evaluation wrote (``summary.json`` and ``run.json``'s ``forward_ms_mean``;
+    seconds None without one), in the form :func:`ddsr.evaluation.report.ablation_markdown` takes.
     """
-    summary = load_run(folder)[0].summary
-    run_json = Path(folder) / "run.json"
-    forward_ms = json.loads(run_json.read_text()).get("forward_ms_mean", {}) if run_json.is_file() else {}
-    results = {}
-    for set_name, scales in summary.items():
-        if "x3" not in scales:
+    run = read_eval_folder(folder)
+    return {set_name: {"psnr": cell["x3"].get("psnr"), "ssim": cell["x3"].get("ssim"),
+                       "seconds": run.forward_seconds(set_name, 3)}
+            for set_name, cell in run.summary.items() if "x3" in cell}
+
+
+def data_sets(experiments):
+    """Every set the given experiments read: the test sets, then each recipe's training and validation sets."""
+    names = list(TEST_SETS)
+    for experiment in experiments:
+        names += list(experiment.recipe.train_sets) + [experiment.recipe.val_set]
+    return list(dict.fromkeys(names))
+
+
+def cpu_refusal(experiments, gpu):
+    """The message refusing to train these experiments on a CPU-only Caffe (with the expected time)."""
+    cpu_seconds = sum(experiment_cpu_seconds(e) for e in experiments)
+    plan = (f"{len(experiments)} experiment(s) ({', '.join(e.name for e in experiments)}), "
+            f"{sum(int(e.solver['max_iter']) for e in experiments):,} iterations")
+    estimate = (f"about {format_duration(cpu_seconds)} on a CPU like this project's 2-core "
+                f"machine ({CPU_REFERENCE_SECONDS} s per iteration of DDSR-18 at batch 64, "
+                f"scaled by multiply-adds)")
+    return estimate, (
+        f"this Caffe cannot use GPU {gpu} (`caffe device_query -gpu {gpu}` fails: a CPU-only build?). "
+        f"Training {plan} on the CPU would take {estimate}. Build Caffe with CUDA "
+        f"(`make setup CUDA=1`) and run on a GPU, or add FORCE=1 (--force) to train on the CPU anyway.")
+
+
+def _prepare_data(experiments, data_root, fetch, prog, progress):
+    """Steps 1 and 2: the sets (fetched unless given), then each recipe's database (kept if it fits)."""
+    names = data_sets(experiments)
+    if fetch:
+        show_command(prog, ["tools/fetch_datasets.py", *names])
+        for name in names:
+            fetch_set(name, data_root)
+    else:
+        absent = [n for n in names if not (data_root / n).is_dir()]
+        if absent:
+            raise ValueError(f"--data {data_root} lacks {', '.join(absent)}")
+    shown_root = relative_path(data_root, REPO_ROOT)
+    for experiment in {e.recipe.folder: e for e in experiments}.values():
+        try:
+            experiment.check_database()
+            print(f"{prog}: database {experiment.recipe.folder} exists and fits {experiment.name}, kept "
+                  f"(delete it to rebuild)", file=sys.stderr)
             continue
-        ms = forward_ms.get(set_name, {}).get("x3")
-        results[set_name] = {"psnr": scales["x3"].get("psnr"), "ssim": scales["x3"].get("ssim"),
-                             "seconds": None if ms is None else ms / 1000.0}
-    return results
+        except database.DatabaseMismatch:
+            pass
+        show_command(prog, ["tools/make_h5.py", "--experiment", experiment.name, "--data-root", shown_root])
+        database.build(experiment.recipe, data_root, progress=progress)
 
 
-def _cell(value, digits):
-    return "–" if value is None else f"{value:.{digits}f}"
+def _train_and_evaluate(experiment, gpu, data_root, out, prog, progress):
+    """Steps 3 and 4 for one experiment: ``caffe train`` (resumed), then the Table 3 evaluation."""
+    experiment.check_database()
+    show_command(prog, runner.train_command(experiment.solver_path, gpu=gpu))
+    result = runner.train(experiment.solver_path, gpu=gpu, workdir=REPO_ROOT, progress=progress,
+                          description=experiment.name)
+    weights = relative_path(result.snapshot.caffemodel, REPO_ROOT)
+    label = "DDSR" if experiment.name in TABLE3_EXPERIMENTS.values() else experiment.name
+    eval_out = relative_path(out / experiment.name, REPO_ROOT)
+    command = ["tools/eval.py", "--model", experiment.deploy_net_path, "--weights", weights,
+               "--scale", experiment.scale, "--sets", *TEST_SETS, "--data-root", relative_path(data_root, REPO_ROOT),
+               "--out", eval_out, "--name", label, "--no-images"] + (["--gpu", gpu] if gpu is not None else [])
+    show_command(prog, command)
+    model = DeployModel.from_files(REPO_ROOT / experiment.deploy_net_path, REPO_ROOT / weights, experiment.scale)
+    evaluate_to_folder(REPO_ROOT / eval_out, data_root=data_root, sets=TEST_SETS, scales=[experiment.scale],
+                       label=label, paper_row=pub.match_method(label), models={experiment.scale: model}, gpu=gpu,
+                       save_images=False, progress=progress, command=[str(w) for w in command])
 
 
-def ablation_markdown(table, results):
-    """Table 1 or Table 2 in the paper's layout, computed beside published.
+def _write_tables(names, ablations, data_root, out, prog, progress):
+    """Step 5: Table 3 (and with the ablations Tables 1, 2 and Fig. 5) from the evaluation folders."""
+    written = []
+    table3 = [n for n in names if n in TABLE3_EXPERIMENTS.values()]
+    if table3:
+        rows = [row for name in table3 for row in load_run(out / name)]
+        write_text_atomic(out / "table3.md", table3_markdown(combine_rows(rows), title="## Table 3 (this run)"))
+        written.append(out / "table3.md")
+    if ablations:
+        for table in ("table1", "table2"):
+            results = {label: x3_means(out / name) for name, label in ABLATIONS[table].items()}
+            write_text_atomic(out / f"{table}.md", ablation_markdown(table, results))
+            written.append(out / f"{table}.md")
+        fig5 = ABLATIONS["fig5"]
+        show_command(prog, ["tools/curves.py", *fig5, "--labels", *fig5.values(), "--set", "Set5",
+                            "--data-root", relative_path(data_root, REPO_ROOT),
+                            "--out", relative_path(out / "fig5", REPO_ROOT)])
+        curves.write_run_curves(fig5, out / "fig5", data_root=data_root, set_name="Set5", progress=progress)
+        written.append(out / "fig5")
+    return written
+
+
+def reproduce(experiments, *, ablations, gpu, data_root, fetch, out, prog="reproduce", progress=True):
+    """``make reproduce``: data, databases, training, evaluation and tables for the given experiments.
 
     Parameters
     ----------
-    table : {"table1", "table2"}
-    results : dict
-        Column label (e.g. ``"5x5x64"``) -> :func:`read_eval_folder` output; missing
-        columns show as ``–``.
+    experiments : list of Experiment
+        In training order (:func:`experiments_for`).
+    ablations : bool
+        Also write Tables 1 and 2 and Fig. 5.
+    gpu : int or None
+        The GPU to train and evaluate on; None is the CPU.
+    data_root : Path
+    fetch : bool
+        Fetch the sets into ``data_root`` (else they must be there).
+    out : Path
+        The report folder.
 
     Returns
     -------
-    str
-        Markdown: one row per set, each cell ``PSNR / [SSIM /] time`` computed, then the
-        paper's values in a row below.
+    list of Path
+        The tables and figures written.
     """
-    if table == "table1":
-        columns, paper, sets = list(ABLATIONS["table1"].values()), PAPER_TABLE1, ("Set5", "Set14")
-        title = "Table 1: deconvolution kernel at x3 (PSNR dB / forward time s)"
-    elif table == "table2":
-        columns, paper, sets = list(ABLATIONS["table2"].values()), PAPER_TABLE2, ("Set5", "Set14", "BSD200")
-        title = "Table 2: depth of the deep mapping at x3 (PSNR dB / SSIM / forward time s)"
-    else:
-        raise ValueError(f"table must be table1 or table2, got {table!r}")
-    lines = [f"### {title}", "", "| set | | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
-    for set_name in sets:
-        cells = []
-        for column in columns:
-            got = results.get(column, {}).get(set_name, {})
-            parts = [_cell(got.get("psnr"), 2)]
-            if table == "table2":
-                parts.append(_cell(got.get("ssim"), 4))
-            parts.append(_cell(got.get("seconds"), 2))
-            cells.append(" / ".join(parts))
-        lines.append(f"| {set_name} | this run | " + " | ".join(cells) + " |")
-        published = [" / ".join(f"{v:.4f}" if 0 < v < 1 and i == 1 and table == "table2" else f"{v:.2f}"
-                                for i, v in enumerate(paper[set_name][c])) for c in columns]
-        lines.append("|  | paper | " + " | ".join(published) + " |")
-    lines += ["", "Forward times here are pycaffe on this machine's device (the paper's: a GTX 1080 Ti)."]
-    return "\n".join(lines) + "\n"
+    begun = time.time()
+    _prepare_data(experiments, data_root, fetch, prog, progress)
+    for index, experiment in enumerate(experiments, start=1):
+        print(f"{prog}: [{index}/{len(experiments)}] {experiment.name}: {experiment.description}", file=sys.stderr)
+        _train_and_evaluate(experiment, gpu, data_root, out, prog, progress)
+    written = _write_tables([e.name for e in experiments], ablations, data_root, out, prog, progress)
+    print(f"{prog}: done in {(time.time() - begun) / 3600:.1f} h", file=sys.stderr)
+    return written
