@@ -58,7 +58,35 @@ def make_photo(path, megapixels):
     return shape
 
 
-def child(backend, folder, max_memory):
+class _ForwardAsNet:
+    """A forward function (ONNX Runtime, OpenCV) with the few pycaffe ``Net`` members that
+    ``ddsr.evaluation.upscaler.forward_padded`` uses, so that the evaluation's exact tiling runs it."""
+
+    class _Blob:
+        def __init__(self):
+            import numpy as np
+
+            self.data = np.zeros((1, 1, 1, 1), np.float32)
+
+        def reshape(self, *shape):
+            import numpy as np
+
+            self.data = np.zeros(shape, np.float32)
+
+    def __init__(self, forward, factor):
+        self.forward_fn, self.factor = forward, factor
+        self.inputs, self.outputs = ["x"], ["y"]
+        self.blobs = {"x": self._Blob(), "y": self._Blob()}
+
+    def reshape(self):
+        _, _, h, w = self.blobs["x"].data.shape
+        self.blobs["y"].reshape(1, 1, self.factor * h, self.factor * w)
+
+    def forward(self):
+        self.blobs["y"].data = self.forward_fn(self.blobs["x"].data)
+
+
+def child(backend, folder, max_memory, tile=None):
     """Run one backend on folder/photo.png; print its measurements as JSON."""
     import resource
 
@@ -71,7 +99,6 @@ def child(backend, folder, max_memory):
     info = json.loads((folder / "model.json").read_text())
     image = read_image(folder / "photo.png", info["scale"])
     x = image.lr_y
-    tile = None
     if backend == "caffe":
         import dataclasses
 
@@ -86,28 +113,35 @@ def child(backend, folder, max_memory):
         y = up.sr(x)
         forward = time.perf_counter() - t0
     else:
-        p, c = info["pad_input"], info["output_crop"]
-        xin = np.pad(x, p, mode="edge")[None, None] if p else x[None, None]
+        from ddsr.evaluation.upscaler import context_radius, forward_padded
+        from ddsr.evaluation.deploy_net import parse_deploy
+
         if backend == "onnxruntime":
             import onnxruntime
 
             session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-            t0 = time.perf_counter()
-            y = session.run(None, {info["input_name"]: xin})[0][0, 0]
+
+            def run_net(a):
+                return session.run(None, {info["input_name"]: a})[0]
         else:
             import cv2
 
             net = cv2.dnn.readNetFromCaffe(str(folder / "opencv" / "model.prototxt"),
                                            str(folder / "opencv" / "model.caffemodel"))
-            t0 = time.perf_counter()
-            net.setInput(xin)
-            y = net.forward()[0, 0]
+
+            def run_net(a):
+                net.setInput(a)
+                return net.forward()
+        factor = info["scale"] if info["input"] == "lr" else 1
+        overlap = context_radius(parse_deploy(DEPLOY)) if tile else 0
+        t0 = time.perf_counter()
+        y = forward_padded(_ForwardAsNet(run_net, factor), x, factor, pad=info["pad_input"], tile=tile,
+                           overlap=overlap)
         forward = time.perf_counter() - t0
-        if c:
-            y = y[c:-c, c:-c]
     np.save(folder / f"sr_{backend}.npy", y)
     print(json.dumps({"backend": backend, "forward_s": forward, "total_s": time.perf_counter() - start,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "tile": tile,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                      "tile": tile,
                       "lr": list(x.shape), "sr": list(y.shape)}))
 
 
@@ -154,17 +188,19 @@ def markdown(results, shape, diffs, args, load):
         "|---|---|---:|---:|---:|---:|",
     ]
     how = {"caffe": "pycaffe, `ddsr.inference.upscale` (what `tools/upscale.py` runs)",
-           "onnxruntime": "ONNX Runtime CPU, `tools/export.py` ONNX, whole image",
-           "opencv": "OpenCV dnn `readNetFromCaffe`, `tools/export.py --opencv`, whole image"}
+           "onnxruntime": "ONNX Runtime CPU, `tools/export.py` ONNX",
+           "opencv": "OpenCV dnn `readNetFromCaffe`, `tools/export.py --opencv`"}
     for r in results:
         detail = how[r["backend"]]
         if r["backend"] == "caffe":
-            detail += (f", tiles of {r['tile']} LR px for --max-memory {args.max_memory / 2**30:g} GB"
-                       if r["tile"] else ", whole image")
+            detail += (f", tiles of {r['tile']} LR px chosen for --max-memory 2 GB" if r["tile"] else ", whole image")
+        else:
+            detail += f", tiles of {r['tile']} LR px" if r.get("tile") else ", whole image"
         lines.append(f"| {r['backend']} | {detail} | {r['forward_s']:.1f} | {r['total_s']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {lr_px / 1e6 / r['forward_s']:.4f} |")
-    lines += ["", "Max |difference| of the SR Y (float, [0, 1]) against Caffe's: " +
-              ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()) + ".",
+    lines += ["", "Max |difference| of the SR Y (float, [0, 1]) between the backends of one run: " +
+              (", ".join(f"{k} {v:.1e}" for k, v in diffs.items()) or "-") + " (all within 4e-5 of pycaffe in "
+              "`tools/export.py --verify`).",
               "`forward`: the net alone (Caffe: all tiles); `total`: the child process from start to end "
               "(imports, loading, reading the photo, the forward). Peak RSS: the child's `ru_maxrss`. "
               "DDSR-18 costs 1.25 MFLOP per HR pixel (17 3x3x64x64 convolutions at HR resolution), "
@@ -181,13 +217,17 @@ def main(argv=None):
     p.add_argument("--megapixels", type=float, default=1.0, help="size of the photo (default 1.0)")
     p.add_argument("--max-memory", type=float, default=2 * 2**30, help="Caffe's budget in bytes (default 2 GB)")
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="ONNX Runtime and OpenCV on N x N LR tiles (the evaluation's exact tiling; default: whole)")
+    p.add_argument("--include", type=Path, default=None, metavar="FILE",
+                   help="measurements of an earlier run (JSON lines, as printed on stderr) to list as well")
     p.add_argument("--no-write", action="store_true", help="print, do not write docs/benchmarks.md")
     p.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
     p.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.argv = argv
     if args.child:
-        child(args.child, args.folder, int(args.max_memory))
+        child(args.child, args.folder, int(args.max_memory), args.tile)
         return 0
     import numpy as np
 
@@ -198,14 +238,19 @@ def main(argv=None):
         results = []
         for backend in args.backends:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child", backend, "--folder", str(folder),
-                   "--max-memory", str(args.max_memory)]
+                   "--max-memory", str(args.max_memory)] + (["--tile", str(args.tile)] if args.tile else [])
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                raise SystemExit(f"bench_upscale.py: error: {backend} failed:\n{proc.stderr}")
+                why = "killed by signal %d (out of memory?)" % -proc.returncode if proc.returncode < 0 else ""
+                raise SystemExit(f"bench_upscale.py: error: {backend} failed {why}:\n{proc.stderr}")
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(results[-1], file=sys.stderr)
+            print(json.dumps(results[-1]), file=sys.stderr)
         ref = np.load(folder / f"sr_{args.backends[0]}.npy")
-        diffs = {b: float(np.abs(np.load(folder / f"sr_{b}.npy") - ref).max()) for b in args.backends[1:]}
+        diffs = {f"{b} vs {args.backends[0]}": float(np.abs(np.load(folder / f"sr_{b}.npy") - ref).max())
+                 for b in args.backends[1:]}
+    if args.include:
+        earlier = [json.loads(line) for line in args.include.read_text().splitlines() if line.startswith("{")]
+        results = earlier + results
     text = markdown(results, shape, diffs, args, load)
     print(text)
     if not args.no_write:
