@@ -5,6 +5,7 @@ import pytest
 from scipy import ndimage
 
 from ddsr.inference.ensemble import TRANSFORMS, inverse_transform, self_ensemble, transform
+from tool_module import load_tool
 
 
 @pytest.fixture
@@ -74,17 +75,6 @@ def test_a_size_changing_method_is_an_error(image):
 
 # --------------------------------------------------------------------------- through Caffe and eval
 
-def _load_eval_tool():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "eval.py"
-    spec = importlib.util.spec_from_file_location("tool_eval_x8", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def small_set(shared_dir, tmp_path):
     """Three Set5 images (the smaller ones) as a set of their own."""
@@ -108,7 +98,7 @@ def test_eval_self_ensemble_is_its_own_row_and_commuting_nets_are_unchanged(caff
 
     deploy, weights = tiny_nets.box_net(caffe, tmp_path / "m", 2, name="box_x2")
     out = tmp_path / "run"
-    rc = _load_eval_tool().main(["--model", str(deploy), "--weights", str(weights), "--sets", "Set5part",
+    rc = load_tool("eval").main(["--model", str(deploy), "--weights", str(weights), "--sets", "Set5part",
                                  "--data-root", str(small_set), "--out", str(out), "--metrics", "psnr", "ssim",
                                  "--quiet", "--self-ensemble", "--name", "Box"])
     captured = capsys.readouterr()

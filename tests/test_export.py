@@ -6,7 +6,6 @@ dnn (on the ONNX file and on the OpenCV Caffe files) must match it within 1e-4 o
 are trained here); SRCNN and FSRCNN are the official weights, imported by tools/import_official.py.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,21 +15,17 @@ import numpy as np
 import pytest
 
 from ddsr.matlab import imread
+from tool_module import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_SIZES = ((9, 13), (20, 17))  # DDSR-18 at x4 costs 1.25 MFLOP per output pixel: keep them small
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def export_tool():
-    return _load_tool("export")
+    return load_tool("export")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ gives tools/eval.py's per-image PSNR.
 """
 
 import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -22,18 +21,14 @@ from ddsr.matlab import im2single, im2uint8, imread, imresize, rgb2y, rgb2ycbcr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tool_module import load_tool  # noqa: E402
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def tool():
-    return _load_tool("upscale")
+    return load_tool("upscale")
 
 
 def _run(tool, argv, capsys):
@@ -338,7 +333,7 @@ def test_fsrcnn_x3_set14_matches_eval(fsrcnn_x3, tool, shared_dir, tmp_path, cap
     data.mkdir(parents=True)
     for name in ("bridge", "comic"):
         (data / f"{name}.bmp").symlink_to(shared_dir / "datasets" / "Set14" / f"{name}.bmp")
-    eval_tool = _load_tool("eval")
+    eval_tool = load_tool("eval")
     rc = eval_tool.main(["--model", str(fsrcnn_x3["deploy"]), "--weights", str(fsrcnn_x3["weights"]), "--sets", "One",
                          "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "ev"), "--metrics", "psnr",
                          "--quiet", "--no-baseline"])
