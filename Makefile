@@ -88,6 +88,7 @@ bench: setup data ## Run the benchmarks and rewrite docs/benchmarks.md
 	$(PY) bench/bench_make_h5.py --data-root data
 	$(PY) bench/bench_eval.py --data-root data
 	$(PY) bench/bench_ifc.py
+	$(PY) bench/bench_upscale.py
 
 check-cuda: venv ## Compile and link Caffe with CUDA and cuDNN (needs nvcc, no GPU); CUDA_ARCH="90" for fewer architectures, CUDNN=0 without cuDNN
 	tools/check_cuda_build.sh --python $(PY) --jobs $(JOBS) $(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)") $(if $(filter 0,$(CUDNN)),--no-cudnn)

@@ -4,7 +4,9 @@
 Writes into --out: per_image.csv, summary.json ({"Set5": {"x3": {"psnr", "ssim", "ifc"}}}),
 run.json (settings, models, timings, errors), table3.md (the paper's Table 3 layout with the
 published values and differences), bicubic/ (the bicubic baseline beside a model row) and
-images/<Set>/x<s>/<image>.png (colour SR images). The logic is in ddsr.evaluation.
+images/<Set>/x<s>/<image>.png (colour SR images). --self-ensemble adds x8/ (the same files for
+the mean over the 8 flips and rotations), a row "<name> (x8)" of its own beside the single-pass
+row; the published values are single-pass. The logic is in ddsr.evaluation.
 The report is written beside --out and replaces it only when complete: an error, Ctrl-C
 (exit 130) or SIGTERM (143) leaves the previous one whole.
 
@@ -99,6 +101,9 @@ def build_parser():
     out.add_argument("--no-baseline", action="store_true",
                      help="do not compute the bicubic row beside a model row")
     out.add_argument("--no-images", action="store_true", help="do not save the colour SR PNGs")
+    out.add_argument("--self-ensemble", action="store_true",
+                     help="also evaluate the x8 self-ensemble (mean over the 8 flips and rotations, 8 times the "
+                          "forwards) into <out>/x8/, its own table row \"<name> (x8)\"")
     out.add_argument("--precision", choices=sorted(report.PRECISION), default="paper",
                      help="decimals in table3.md (paper: PSNR .2f SSIM .4f IFC .2f; full: .4f .5f .3f)")
     out.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -175,6 +180,8 @@ def plan(args):
             raise CliError(str(exc)) from exc
     if args.gpu is not None and args.model is None:
         raise CliError("--gpu applies to --model only (bicubic runs in numpy)")
+    if args.self_ensemble and args.model is None:
+        raise CliError("--self-ensemble applies to --model only (bicubic commutes with flips and rotations)")
 
     models = {}
     if args.model is not None:
@@ -248,7 +255,7 @@ def run(args):
         paper_row=p["paper_row"], models=p["models"] or None, metrics=p["metrics"], gpu=args.gpu,
         baseline=not args.no_baseline, save_images=not args.no_images, jobs=args.jobs,
         precision=args.precision, progress=not args.quiet, command=["tools/eval.py"] + args.argv,
-        allow_modified_sets=args.allow_modified_sets)
+        allow_modified_sets=args.allow_modified_sets, self_ensemble=args.self_ensemble)
     for name, problems in done.modified_sets.items():
         print(f"{PROG}: warning: {name} is a modified set ({'; '.join(problems)}): its means are marked "
               f"† and not compared with the paper", file=sys.stderr)

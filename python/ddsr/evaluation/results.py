@@ -12,6 +12,7 @@ A folder holds:
   settings, timings, errors, ``forward_ms_mean``);
 - ``table3.md`` -- the Table 3 Markdown (the bicubic row beside the method's);
 - ``bicubic/`` -- for a model run, the bicubic baseline of the same images, as a folder of its own;
+- ``x8/`` -- with ``--self-ensemble``, the x8 self-ensemble of the same net, as a folder of its own;
 - ``images/<Set>/x<s>/<image>.png`` -- the colour SR images.
 
 :func:`write_results` writes the first three, :func:`read_eval_folder` reads a folder back;
@@ -28,7 +29,7 @@ from ..atomic import write_json_atomic
 from ..csvfiles import read_csv, write_csv_atomic
 from .metrics import METRIC_NAMES
 
-__all__ = ["CSV_FIELDS", "SUMMARY_FILE", "PER_IMAGE_FILE", "RUN_FILE", "TABLE_FILE", "BASELINE_DIR",
+__all__ = ["CSV_FIELDS", "SUMMARY_FILE", "PER_IMAGE_FILE", "RUN_FILE", "TABLE_FILE", "BASELINE_DIR", "ENSEMBLE_DIR",
            "summarize", "mean_forward_ms", "image_path", "write_results", "EvalFolder", "read_eval_folder"]
 
 CSV_FIELDS = ("set", "scale", "image", "psnr", "ssim", "ifc", "forward_ms", "h", "w")
@@ -37,6 +38,7 @@ PER_IMAGE_FILE = "per_image.csv"
 RUN_FILE = "run.json"
 TABLE_FILE = "table3.md"
 BASELINE_DIR = "bicubic"
+ENSEMBLE_DIR = "x8"
 IMAGES_DIR = "images"
 
 

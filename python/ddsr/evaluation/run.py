@@ -22,7 +22,7 @@ from .deploy_net import EvalSettings, load_net, parse_deploy, resolve_settings, 
 from .metrics import METRIC_NAMES, check_metrics, measure
 from .protocol import BicubicUpscaler, ImageError, colour_output, prepare_image, to_uint8
 from .report import Row, table3_markdown
-from .results import BASELINE_DIR, RUN_FILE, TABLE_FILE, image_path, write_results
+from .results import BASELINE_DIR, ENSEMBLE_DIR, RUN_FILE, TABLE_FILE, image_path, write_results
 from .upscaler import context_radius, load_upscaler
 
 __all__ = ["EvalResult", "evaluate", "DeployModel", "FolderResult", "evaluate_to_folder", "mean_quality"]
@@ -269,7 +269,8 @@ class FolderResult:
 
 def evaluate_to_folder(out, *, data_root, sets, scales, label, paper_row=None, models=None,
                        metrics=METRIC_NAMES, gpu=None, baseline=True, save_images=True, jobs=1,
-                       precision="paper", progress=True, command=None, allow_modified_sets=False):
+                       precision="paper", progress=True, command=None, allow_modified_sets=False,
+                       self_ensemble=False):
     """Evaluate bicubic or deploy nets and write the evaluation folder (``tools/eval.py``'s work).
 
     Parameters
@@ -298,6 +299,9 @@ def evaluate_to_folder(out, *, data_root, sets, scales, label, paper_row=None, m
     allow_modified_sets : bool
         Evaluate a registry test set whose files differ from the registry (missing, changed or
         extra images): its means are marked ``modified_set`` and not compared with the paper.
+    self_ensemble : bool
+        With models: also the x8 self-ensemble (:class:`ddsr.inference.ensemble.SelfEnsembleUpscaler`)
+        in ``out/x8``, a row ``<label> (x8)`` of its own (no published row: the paper's are single-pass).
 
     Returns
     -------
@@ -341,15 +345,20 @@ def evaluate_to_folder(out, *, data_root, sets, scales, label, paper_row=None, m
         return load_upscaler(m.deploy, m.weights, scale, label=label, **vars_of(m.settings))
 
     images = {s: len(list_set_images(data_root, s)) for s in sets}
+    self_ensemble = bool(models) and self_ensemble
     with replacing_directory(out, sync=False) as folder:
         def save_image(set_name, scale, image, sr8):
             write_png_atomic(image_path(folder, set_name, scale, image.name), colour_output(image, sr8))
 
-        with tqdm(total=sum(images.values()) * len(scales), unit="img", disable=not progress,
-                  file=sys.stderr) as bar:
+        ensemble = None
+        with tqdm(total=sum(images.values()) * len(scales) * (2 if self_ensemble else 1), unit="img",
+                  disable=not progress, file=sys.stderr) as bar:
             result = evaluate(data_root, sets, scales, upscaler_for_scale, metrics=metrics,
                               baseline=bool(models) and baseline, image_sink=save_image if save_images else None,
                               progress=bar, jobs=jobs)
+            if self_ensemble:
+                ensemble = _evaluate_self_ensemble(folder, data_root, sets, scales, upscaler_for_scale, metrics,
+                                                   save_images, bar, jobs)
         elapsed = time.time() - started
         common = {"scales": list(scales), "sets": list(sets), "data_root": str(data_root), "metrics": list(metrics),
                   "images": images, "modified_sets": modified}
@@ -371,9 +380,27 @@ def evaluate_to_folder(out, *, data_root, sets, scales, label, paper_row=None, m
                                          {"name": "Bicubic", "paper_row": "Bicubic", "method": "bicubic", **common,
                                           "baseline_of": label}, metrics, **counts)
             rows.append(Row("Bicubic", base_summary, "Bicubic", str(out / BASELINE_DIR)))
+        if ensemble is not None:
+            x8_label = f"{label} (x8)"
+            x8_summary = write_results(folder / ENSEMBLE_DIR, ensemble.records,
+                                       dict(meta, name=x8_label, paper_row=None, self_ensemble=8,
+                                            single_pass_of=label, errors=ensemble.errors), metrics, **counts)
+            rows.insert(1, Row(x8_label, x8_summary, None, str(out / ENSEMBLE_DIR)))
+            result.errors.extend(f"(x8) {e}" for e in ensemble.errors)
         table = table3_markdown(rows, precision=precision, title=f"## Table 3: {label}", sets=sets, scales=scales)
         write_text_atomic(folder / TABLE_FILE, table)
     return FolderResult(result, table, out, elapsed, modified)
+
+
+def _evaluate_self_ensemble(folder, data_root, sets, scales, upscaler_for_scale, metrics, save_images, bar, jobs):
+    """The x8 self-ensemble of the same nets on the same images, its SR images in ``folder/x8``."""
+    from ..inference.ensemble import SelfEnsembleUpscaler
+
+    def save_x8(set_name, scale, image, sr8):
+        write_png_atomic(image_path(folder / ENSEMBLE_DIR, set_name, scale, image.name), colour_output(image, sr8))
+
+    return evaluate(data_root, sets, scales, lambda s: SelfEnsembleUpscaler(upscaler_for_scale(s)),
+                    metrics=metrics, image_sink=save_x8 if save_images else None, progress=bar, jobs=jobs)
 
 
 def vars_of(settings):

@@ -193,6 +193,8 @@ class CaffeUpscaler:
 
     ``upscale(image)`` returns ``(sr_y float32, forward milliseconds)``. The first call runs one
     untimed warm-up forward (memory allocation, lazy initialisation) so that it is not timed.
+    ``sr(x)`` is the same SR mapping on a net input array (what ``upscale`` runs on
+    ``net_input(image)``), for callers that transform the input first (the self-ensemble).
     """
 
     def __init__(self, net, scale, settings, net_param=None, label="model"):
@@ -210,24 +212,29 @@ class CaffeUpscaler:
         self.tile_overlap = overlap
         self._warm = False
 
-    def _run(self, x):
+    def net_input(self, image):
+        """What the net is fed for ``image``: its LR Y, or its bicubic-upscaled Y."""
+        return image.lr_y if self.settings.input == "lr" else image.bicubic_y
+
+    def sr(self, x):
+        """The SR Y (float32) of a net input array: padded, forwarded (tiled), shifted onto the HR grid."""
         s = self.settings
-        return forward_padded(self.net, x, self.factor, pad=s.pad_input, tile=s.tile,
-                              overlap=self.tile_overlap or 0)
+        y = forward_padded(self.net, x, self.factor, pad=s.pad_input, tile=s.tile,
+                           overlap=self.tile_overlap or 0)
+        return shift_output(y, s.output_offset)
 
     def upscale(self, image):
-        x = image.lr_y if self.settings.input == "lr" else image.bicubic_y
+        x = self.net_input(image)
         if not self._warm:
-            self._run(x)
+            self.sr(x)
             self._warm = True
         start = time.perf_counter()
-        y = self._run(x)
+        y = self.sr(x)
         ms = 1000.0 * (time.perf_counter() - start)
         if y.shape != image.hr_y.shape:
             raise NetOutputError(f"{image.name}: SR output {format_shape(y.shape)} differs from the HR image "
                                  f"{format_shape(image.hr_y.shape)}")
-        return shift_output(y, self.settings.output_offset), ms
-
+        return y, ms
 
 
 def load_upscaler(deploy, weights, scale, *, label="model", gpu=None, **overrides):
