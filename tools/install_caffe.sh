@@ -18,7 +18,7 @@ declare -A SOURCE_SHA256=(
   ["caffe_1.0.0+git20180821.99bd997-8.dsc"]="c492f4893fc1ba1fb514b2d9b4763bc78dc93571ea24adc6e604eccbb93cdd64"
 )
 # Bump when the patches or the CMake options change, so old builds are not reused.
-BUILD_RECIPE=1
+BUILD_RECIPE=2
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/cuda_toolkit.sh"
@@ -28,8 +28,12 @@ APT_BUILD_PACKAGES=(
   build-essential cmake dpkg-dev patch
   libboost-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
   libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
-  libgflags-dev libhdf5-dev libopenblas-dev
+  libgflags-dev libhdf5-dev libopenblas-dev libopenblas-openmp-dev
 )
+# The CPU speed patches (tools/caffe-patches/*-cpu-speed-*.patch) run Caffe's
+# loops on OpenMP threads; OpenBLAS's OpenMP variant then runs single-threaded
+# inside them instead of starting threads of its own (issue 11).
+OPENBLAS_OPENMP_DIR="openblas-openmp"
 
 usage() {
   cat <<EOF
@@ -66,6 +70,10 @@ Options:
                      (the CUDA compile check on machines without a GPU).
   --build-dir DIR    With --compile-only: build in DIR (new or empty) and keep
                      it for inspection (default: a temporary folder, removed).
+  --stock-cpu        Build Caffe without the CPU speed patches
+                     (*-cpu-speed-*.patch), linked to the default OpenBLAS,
+                     as before they existed: the baseline for
+                     bench/bench_caffe_cpu.py (cache key variant cpu-stock).
   --no-apt           Do not install Debian packages (they must be present).
   --log FILE         Build log (default: <cache root>/logs/<key>.log).
   --print-prefix     Print the install folder for these options and exit.
@@ -84,7 +92,7 @@ say() { echo "install_caffe: $*" >&2; }
 
 PYTHON=python3 VENV="" PREFIX="" JOBS="$(nproc 2>/dev/null || echo 2)" CUDA=0
 CUDA_ARCH="70 80 86 90" CUDA_ARCH_DEFAULT=1 CUDA_ROOT="${CUDA_HOME:-}" CUDA_LIBS="" BUILD_DIR=""
-COMPILE_ONLY=0 APT=1 LOG="" PRINT_PREFIX=0
+COMPILE_ONLY=0 APT=1 LOG="" PRINT_PREFIX=0 STOCK=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --python) PYTHON="$2"; shift 2 ;;
@@ -97,6 +105,7 @@ while [ $# -gt 0 ]; do
     --cuda-libs) CUDA_LIBS="$2"; shift 2 ;;
     --compile-only) COMPILE_ONLY=1; shift ;;
     --build-dir) BUILD_DIR="$2"; shift 2 ;;
+    --stock-cpu) STOCK=1; shift ;;
     --no-apt) APT=0; shift ;;
     --log) LOG="$2"; shift 2 ;;
     --print-prefix) PRINT_PREFIX=1; shift ;;
@@ -105,6 +114,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs takes a positive integer, not '$JOBS'"
+[ "$STOCK" = 0 ] || [ "$CUDA" = 0 ] || die "--stock-cpu is a CPU build; it does not go with --cuda"
 [ -z "$BUILD_DIR" ] || [ "$COMPILE_ONLY" = 1 ] || die "--build-dir goes with --compile-only (an installed build is made in the cache)"
 
 # --- Link an existing build into a venv ---------------------------------------
@@ -167,6 +177,8 @@ if [ "$CUDA" = 1 ]; then
     CUDA_ARCH="$(echo $archs | tr ' ' '\n' | sort -nu | tr '\n' ' ' | sed 's/ $//')"
   fi
   VARIANT="cuda${CUDA_VER}-sm$(echo "$CUDA_ARCH" | tr ' ' '_')"
+elif [ "$STOCK" = 1 ]; then
+  VARIANT="cpu-stock"
 else
   VARIANT="cpu"
 fi
@@ -291,6 +303,7 @@ run "dpkg-source -x" dpkg-source --no-check -x "$CACHE_ROOT/src/caffe_${CAFFE_DE
 grep -q "^caffe ($CAFFE_DEB_VERSION)" "$WORK/src/debian/changelog" \
   || die "the unpacked source is not caffe $CAFFE_DEB_VERSION (debian/changelog)"
 for p in "$PATCH_DIR"/*.patch; do
+  [ "$STOCK" = 1 ] && [[ "$(basename "$p")" == *-cpu-speed-* ]] && continue
   run "patch $(basename "$p")" patch -d "$WORK/src" -p1 --forward -i "$p"
 done
 
@@ -377,6 +390,17 @@ if [ "$CUDA" = 1 ]; then
   )
 else
   CMAKE_ARGS+=(-DCPU_ONLY=ON -DUSE_CUDNN=OFF -DUSE_NCCL=OFF)
+fi
+if [ "$STOCK" = 0 ]; then
+  blas_inc="/usr/include/$MULTIARCH/$OPENBLAS_OPENMP_DIR" blas_lib="/usr/lib/$MULTIARCH/$OPENBLAS_OPENMP_DIR/libopenblas.so"
+  if [ -e "$blas_inc/cblas.h" ] && [ -e "$blas_lib" ]; then
+    # Its folder lands in the RPATH, so the OpenMP variant is loaded at run
+    # time whichever libopenblas.so.0 the system's alternatives choose.
+    CMAKE_ARGS+=(-DOpenBLAS_INCLUDE_DIR="$blas_inc" -DOpenBLAS_LIB="$blas_lib")
+  else
+    say "no OpenMP OpenBLAS ($blas_lib): the default one runs single-threaded inside Caffe's OpenMP loops"
+  fi
+  CMAKE_ARGS+=(-DUSE_OPENMP=ON)
 fi
 { echo "# cmake ${CMAKE_ARGS[*]}"; } >>"$LOG"
 run "cmake configure" cmake -S "$WORK/src" -B "$WORK/build" "${CMAKE_ARGS[@]}" ${DDSR_CAFFE_CMAKE_EXTRA:-}
