@@ -18,7 +18,7 @@ declare -A SOURCE_SHA256=(
   ["caffe_1.0.0+git20180821.99bd997-8.dsc"]="c492f4893fc1ba1fb514b2d9b4763bc78dc93571ea24adc6e604eccbb93cdd64"
 )
 # Bump when the patches or the CMake options change, so old builds are not reused.
-BUILD_RECIPE=3
+BUILD_RECIPE=4
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/cuda_toolkit.sh"
@@ -28,8 +28,12 @@ APT_BUILD_PACKAGES=(
   build-essential cmake dpkg-dev patch
   libboost-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
   libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
-  libgflags-dev libhdf5-dev libopenblas-dev
+  libgflags-dev libhdf5-dev libopenblas-dev libopenblas-openmp-dev
 )
+# The CPU speed patches (tools/caffe-patches/*-cpu-speed-*.patch) run Caffe's
+# loops on OpenMP threads; OpenBLAS's OpenMP variant then runs single-threaded
+# inside them instead of starting threads of its own (issue 11).
+OPENBLAS_OPENMP_DIR="openblas-openmp"
 
 usage() {
   cat <<EOF
@@ -71,6 +75,10 @@ Options:
   --configure-only   Like --compile-only, but stop after CMake's configure.
   --build-dir DIR    With --compile-only: build in DIR (new or empty) and keep
                      it for inspection (default: a temporary folder, removed).
+  --stock-cpu        Build Caffe without the CPU speed patches
+                     (*-cpu-speed-*.patch), linked to the default OpenBLAS,
+                     as before they existed: the baseline for
+                     bench/bench_caffe_cpu.py (cache key variant cpu-stock).
   --no-apt           Do not install Debian packages (they must be present).
   --log FILE         Build log (default: <cache root>/logs/<key>.log).
   --print-prefix     Print the install folder for these options and exit.
@@ -89,7 +97,7 @@ say() { echo "install_caffe: $*" >&2; }
 
 PYTHON=python3 VENV="" PREFIX="" JOBS="$(nproc 2>/dev/null || echo 2)" CUDA=0
 CUDA_ARCH="70 80 86 90" CUDA_ARCH_DEFAULT=1 CUDA_ROOT="${CUDA_HOME:-}" CUDA_LIBS="" BUILD_DIR=""
-COMPILE_ONLY=0 CONFIGURE_ONLY=0 CUDNN_WANTED=auto APT=1 LOG="" PRINT_PREFIX=0
+COMPILE_ONLY=0 CONFIGURE_ONLY=0 CUDNN_WANTED=auto APT=1 LOG="" PRINT_PREFIX=0 STOCK=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --python) PYTHON="$2"; shift 2 ;;
@@ -105,6 +113,7 @@ while [ $# -gt 0 ]; do
     --compile-only) COMPILE_ONLY=1; shift ;;
     --configure-only) COMPILE_ONLY=1 CONFIGURE_ONLY=1; shift ;;
     --build-dir) BUILD_DIR="$2"; shift 2 ;;
+    --stock-cpu) STOCK=1; shift ;;
     --no-apt) APT=0; shift ;;
     --log) LOG="$2"; shift 2 ;;
     --print-prefix) PRINT_PREFIX=1; shift ;;
@@ -113,6 +122,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs takes a positive integer, not '$JOBS'"
+[ "$STOCK" = 0 ] || [ "$CUDA" = 0 ] || die "--stock-cpu is a CPU build; it does not go with --cuda"
 [ -z "$BUILD_DIR" ] || [ "$COMPILE_ONLY" = 1 ] || die "--build-dir goes with --compile-only (an installed build is made in the cache)"
 [ "$CUDNN_WANTED" = auto ] || [ "$CUDA" = 1 ] || die "--cudnn and --no-cudnn go with --cuda"
 
@@ -192,6 +202,8 @@ if [ "$CUDA" = 1 ]; then
     CUDNN_WHY="off: $CUDNN_PROBLEM"
   fi
   if [ "$CUDNN" = ON ]; then VARIANT="$VARIANT-cudnn${CUDNN_VER%.*}"; else VARIANT="$VARIANT-nocudnn"; fi
+elif [ "$STOCK" = 1 ]; then
+  VARIANT="cpu-stock"
 else
   VARIANT="cpu"
 fi
@@ -315,6 +327,7 @@ run "dpkg-source -x" dpkg-source --no-check -x "$CACHE_ROOT/src/caffe_${CAFFE_DE
 grep -q "^caffe ($CAFFE_DEB_VERSION)" "$WORK/src/debian/changelog" \
   || die "the unpacked source is not caffe $CAFFE_DEB_VERSION (debian/changelog)"
 for p in "$PATCH_DIR"/*.patch; do
+  [ "$STOCK" = 1 ] && [[ "$(basename "$p")" == *-cpu-speed-* ]] && continue
   run "patch $(basename "$p")" patch -d "$WORK/src" -p1 --forward -i "$p"
 done
 
@@ -408,6 +421,19 @@ if [ "$CUDA" = 1 ]; then
   )
 else
   CMAKE_ARGS+=(-DCPU_ONLY=ON -DUSE_CUDNN=OFF -DUSE_NCCL=OFF)
+fi
+# OpenMP for the CPU build only: the CUDA build compiles the same patched layers without it
+# (one thread, the original code path), so nvcc never sees OpenMP host flags.
+if [ "$STOCK" = 0 ] && [ "$CUDA" = 0 ]; then
+  blas_inc="/usr/include/$MULTIARCH/$OPENBLAS_OPENMP_DIR" blas_lib="/usr/lib/$MULTIARCH/$OPENBLAS_OPENMP_DIR/libopenblas.so"
+  if [ -e "$blas_inc/cblas.h" ] && [ -e "$blas_lib" ]; then
+    # Its folder lands in the RPATH, so the OpenMP variant is loaded at run
+    # time whichever libopenblas.so.0 the system's alternatives choose.
+    CMAKE_ARGS+=(-DOpenBLAS_INCLUDE_DIR="$blas_inc" -DOpenBLAS_LIB="$blas_lib")
+  else
+    say "no OpenMP OpenBLAS ($blas_lib): the default one runs single-threaded inside Caffe's OpenMP loops"
+  fi
+  CMAKE_ARGS+=(-DUSE_OPENMP=ON)
 fi
 { echo "# cmake ${CMAKE_ARGS[*]}"; } >>"$LOG"
 run "cmake configure" cmake -S "$WORK/src" -B "$WORK/build" "${CMAKE_ARGS[@]}" ${DDSR_CAFFE_CMAKE_EXTRA:-}
