@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ddsr.training import gpu_check
+from ddsr.training import gpu_check, gpu_facts
 from ddsr.training import prototxt_text as pt
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,25 +57,25 @@ def fake_nvidia_smi(folder, stdout, status=0):
 
 def test_gpus_from_nvidia_smi(tmp_path):
     tool = fake_nvidia_smi(tmp_path, "0, NVIDIA H200, 580.159.03, 143771\n1, NVIDIA H200, 580.159.03, 143771\n")
-    gpus = gpu_check.find_gpus(nvidia_smi=tool, proc=tmp_path / "none")
-    assert gpus == [gpu_check.GPU(0, "NVIDIA H200", "580.159.03", 143771),
-                    gpu_check.GPU(1, "NVIDIA H200", "580.159.03", 143771)]
+    gpus = gpu_facts.find_gpus(nvidia_smi=tool, proc=tmp_path / "none")
+    assert gpus == [gpu_facts.GPU(0, "NVIDIA H200", "580.159.03", 143771),
+                    gpu_facts.GPU(1, "NVIDIA H200", "580.159.03", 143771)]
 
 
 def test_nvidia_smi_without_devices_is_no_gpu(tmp_path):
     tool = fake_nvidia_smi(tmp_path, "No devices were found\n", status=6)
-    with pytest.raises(gpu_check.NoGPU, match="No devices were found"):
-        gpu_check.find_gpus(nvidia_smi=tool, proc=tmp_path / "none")
+    with pytest.raises(gpu_facts.NoGPU, match="No devices were found"):
+        gpu_facts.find_gpus(nvidia_smi=tool, proc=tmp_path / "none")
 
 
 def test_gpus_from_the_driver_when_nvidia_smi_is_missing(tmp_path):
     entry = tmp_path / "proc" / "0000:01:00.0"
     entry.mkdir(parents=True)
     (entry / "information").write_text("Model: \t\t NVIDIA GeForce GTX 1080 Ti\nIRQ: 42\n")
-    gpus = gpu_check.find_gpus(nvidia_smi="no-such-nvidia-smi", proc=tmp_path / "proc")
+    gpus = gpu_facts.find_gpus(nvidia_smi="no-such-nvidia-smi", proc=tmp_path / "proc")
     assert [g.name for g in gpus] == ["NVIDIA GeForce GTX 1080 Ti"]
-    with pytest.raises(gpu_check.NoGPU, match="no nvidia-smi"):
-        gpu_check.find_gpus(nvidia_smi="no-such-nvidia-smi", proc=tmp_path / "none")
+    with pytest.raises(gpu_facts.NoGPU, match="no nvidia-smi"):
+        gpu_facts.find_gpus(nvidia_smi="no-such-nvidia-smi", proc=tmp_path / "none")
 
 
 # --- what the tools print ---------------------------------------------------------------------
@@ -92,9 +92,9 @@ I1201 10:00:00.000000  4242 caffe.cpp:414] Total Time: 2145 ms.
 
 
 def test_caffe_time_averages_are_read():
-    assert gpu_check.parse_caffe_time(CAFFE_TIME) == gpu_check.CaffeTime(12.25, 30.5, 42.9)
+    assert gpu_facts.parse_caffe_time(CAFFE_TIME) == gpu_facts.CaffeTime(12.25, 30.5, 42.9)
     with pytest.raises(ValueError, match="Forward-Backward"):
-        gpu_check.parse_caffe_time(CAFFE_TIME.replace("Average Forward-Backward", "Something"))
+        gpu_facts.parse_caffe_time(CAFFE_TIME.replace("Average Forward-Backward", "Something"))
 
 
 def test_device_query_lines_are_read():
@@ -103,7 +103,7 @@ def test_device_query_lines_are_read():
             "I1201 10:00:00.000000  4242 common.cpp:179] Major revision number:         9\n"
             "I1201 10:00:00.000000  4242 common.cpp:181] Name:                          NVIDIA H200\n"
             "I1201 10:00:00.000000  4242 common.cpp:182] Total global memory:           150754820096\n")
-    found = gpu_check.parse_device_query(text)
+    found = gpu_facts.parse_device_query(text)
     assert found == {"Device id": "0", "Major revision number": "9", "Name": "NVIDIA H200",
                      "Total global memory": "150754820096"}
 
@@ -112,18 +112,18 @@ def test_ldd_output_is_read():
     text = ("\tlinux-vdso.so.1 (0x00007ffd)\n"
             "\tlibcudnn.so.9 => /w/nvidia/cudnn/lib/libcudnn.so.9 (0x00007f01)\n"
             "\tlibnccl.so.2 => not found\n")
-    assert gpu_check.parse_ldd(text) == {"libcudnn.so.9": "/w/nvidia/cudnn/lib/libcudnn.so.9", "libnccl.so.2": None}
+    assert gpu_facts.parse_ldd(text) == {"libcudnn.so.9": "/w/nvidia/cudnn/lib/libcudnn.so.9", "libnccl.so.2": None}
 
 
 @pytest.mark.parametrize("number, text", [(91300, "9.13.0"), (90100, "9.1.0"), (8907, "8.9.7"), (7605, "7.6.5")])
 def test_cudnn_version_numbers(number, text):
     # cuDNN 9 made CUDNN_VERSION major * 10000 + minor * 100 + patch (it was major * 1000 + ...)
-    assert gpu_check.cudnn_version_text(number) == text
+    assert gpu_facts.cudnn_version_text(number) == text
 
 
 @pytest.mark.parametrize("number, text", [(13000, "13.0"), (12090, "12.9"), (11080, "11.8")])
 def test_cuda_version_numbers(number, text):
-    assert gpu_check.cuda_version_text(number) == text
+    assert gpu_facts.cuda_version_text(number) == text
 
 
 # --- the tolerance checks -----------------------------------------------------------------------
@@ -133,32 +133,32 @@ def test_forward_parity_is_the_max_abs_difference_against_1e_5():
     reference = np.zeros((2, 1, 3, 3), np.float32)
     candidate = reference.copy()
     candidate[1, 0, 2, 1] = -1e-5
-    at = gpu_check.compare_forward(reference, candidate)
+    at = gpu_facts.compare_forward(reference, candidate)
     assert at.value == pytest.approx(1e-5) and at.passed and at.worst_index == 9 + 7
     candidate[0, 0, 0, 0] = 1.5e-5
-    over = gpu_check.compare_forward(reference, candidate)
+    over = gpu_facts.compare_forward(reference, candidate)
     assert over.value == pytest.approx(1.5e-5) and not over.passed and over.worst_index == 0
     candidate[0, 0, 0, 1] = np.nan
-    assert not gpu_check.compare_forward(reference, candidate).passed
+    assert not gpu_facts.compare_forward(reference, candidate).passed
     with pytest.raises(ValueError, match="shapes differ"):
-        gpu_check.compare_forward(reference, candidate[:1])
+        gpu_facts.compare_forward(reference, candidate[:1])
 
 
 def test_training_parity_is_each_loss_within_1e_3_relative():
     cpu = [2.0, 1.0, 0.5, 0.25]
-    close = gpu_check.compare_losses(cpu, [2.0019, 1.0, 0.5002, 0.25])  # 9.5e-4, 4e-4
+    close = gpu_facts.compare_losses(cpu, [2.0019, 1.0, 0.5002, 0.25])  # 9.5e-4, 4e-4
     assert close.passed and close.value == pytest.approx(9.5e-4) and close.worst_index == 0
-    far = gpu_check.compare_losses(cpu, [2.0, 1.0, 0.5, 0.2503])         # 1.2e-3 at iteration 3
+    far = gpu_facts.compare_losses(cpu, [2.0, 1.0, 0.5, 0.2503])         # 1.2e-3 at iteration 3
     assert not far.passed and far.value == pytest.approx(1.2e-3) and far.worst_index == 3
-    diverged = gpu_check.compare_losses(cpu, [2.0, 1.0, math.inf, 0.25])
+    diverged = gpu_facts.compare_losses(cpu, [2.0, 1.0, math.inf, 0.25])
     assert not diverged.passed and diverged.worst_index == 2
     with pytest.raises(ValueError, match="length"):
-        gpu_check.compare_losses(cpu, cpu[:3])
+        gpu_facts.compare_losses(cpu, cpu[:3])
 
 
 def test_hours_of_a_100k_iteration_run():
-    assert gpu_check.hours_for(36.0) == pytest.approx(1.0)          # 36 ms x 100,000 = 1 h
-    assert gpu_check.hours_for(108.0) == pytest.approx(3.0)         # the paper's ~3 h per run
+    assert gpu_facts.hours_for(36.0) == pytest.approx(1.0)          # 36 ms x 100,000 = 1 h
+    assert gpu_facts.hours_for(108.0) == pytest.approx(3.0)         # the paper's ~3 h per run
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -171,17 +171,17 @@ def sample_results(training_loss_difference=2e-4):
         device_query={"Name": "NVIDIA H200", "Major revision number": "9"},
         settings={"net": "prototxt/ddsr_x3_train.prototxt", "solver": "solvers/ddsr_x3.prototxt", "scale": 3,
                   "batch": 128, "train_batch": 32, "train_iterations": 100, "time_iterations": 50, "gpu": 0})
-    results.forward = [("CUDNN", "128 training patches 7x7", gpu_check.Comparison(3.2e-7, 1e-5, 5)),
-                       ("CAFFE", "128 training patches 7x7", gpu_check.Comparison(2.4e-7, 1e-5, 9))]
-    results.training = [("CUDNN", gpu_check.Comparison(training_loss_difference, 1e-3, 57), 0.51234, 0.01234),
-                        ("CAFFE", gpu_check.Comparison(1e-5, 1e-3, 3), 0.51234, 0.01233)]
-    results.timings = [("cuDNN", gpu_check.CaffeTime(4.0, 8.6, 12.6)),
-                       ("Caffe's own (im2col + cuBLAS)", gpu_check.CaffeTime(20.0, 34.0, 54.0))]
+    results.forward = [("CUDNN", "128 training patches 7x7", gpu_facts.Comparison(3.2e-7, 1e-5, 5)),
+                       ("CAFFE", "128 training patches 7x7", gpu_facts.Comparison(2.4e-7, 1e-5, 9))]
+    results.training = [("CUDNN", gpu_facts.Comparison(training_loss_difference, 1e-3, 57), 0.51234, 0.01234),
+                        ("CAFFE", gpu_facts.Comparison(1e-5, 1e-3, 3), 0.51234, 0.01233)]
+    results.timings = [("cuDNN", gpu_facts.CaffeTime(4.0, 8.6, 12.6)),
+                       ("Caffe's own (im2col + cuBLAS)", gpu_facts.CaffeTime(20.0, 34.0, 54.0))]
     return results
 
 
 def test_report_names_the_machine_and_every_figure(tmp_path):
-    path = gpu_check.write_report(tmp_path / "gpu" / "report.md", sample_results())
+    path = gpu_facts.write_report(tmp_path / "gpu" / "report.md", sample_results())
     text = path.read_text()
     assert "Overall: **PASS**" in text
     for expected in ("NVIDIA H200, 143771 MiB", "580.159.03", "13.0 (/x/libcudart.so.13)", "9.13.0",
@@ -197,13 +197,13 @@ def test_report_names_the_machine_and_every_figure(tmp_path):
 def test_report_fails_when_one_figure_is_over_its_tolerance():
     results = sample_results(training_loss_difference=2e-3)
     assert not results.passed
-    text = gpu_check.report_markdown(results)
+    text = gpu_facts.report_markdown(results)
     assert "Overall: **FAIL**" in text
     assert "| cuDNN | 0.002 | 57 | 0.51234 | 0.01234 | FAIL |" in text
     results = sample_results()
     results.failures.append("caffe time, cuDNN: caffe time exited 1")
     assert not results.passed
-    assert "FAILED: caffe time, cuDNN" in gpu_check.report_markdown(results)
+    assert "FAILED: caffe time, cuDNN" in gpu_facts.report_markdown(results)
 
 
 # --- the nets it runs -----------------------------------------------------------------------------
@@ -311,9 +311,9 @@ def test_the_training_comparison_catches_a_real_difference(tmp_path, tiny, caffe
         return gpu_check.training_losses(text, 10)
 
     reference, again, faster = losses("0.001", "a"), losses("0.001", "b"), losses("0.0011", "c")
-    assert gpu_check.compare_losses(reference, again).value == 0.0
+    assert gpu_facts.compare_losses(reference, again).value == 0.0
     assert faster[0] == reference[0]
-    assert not gpu_check.compare_losses(reference, faster).passed
+    assert not gpu_facts.compare_losses(reference, faster).passed
 
 
 def test_a_caffe_failure_is_one_message_naming_the_log(tmp_path, caffe_tool):
@@ -323,7 +323,7 @@ def test_a_caffe_failure_is_one_message_naming_the_log(tmp_path, caffe_tool):
 
 
 def test_library_versions_of_a_cpu_build_say_not_linked(caffe_tool):
-    versions = gpu_check.library_versions(caffe_tool)
+    versions = gpu_facts.library_versions(caffe_tool)
     if versions["cudart"][0] is not None:
         pytest.skip("the venv's Caffe is a CUDA build")
     assert versions == {"cudart": (None, None), "cudnn": (None, None)}

@@ -22,8 +22,8 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from ddsr import caffe_runner
-from ddsr.training import gpu_check
+from ddsr.training import runner  # noqa: E402
+from ddsr.training import gpu_check, gpu_facts
 
 PROG = "check_gpu"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,8 +66,8 @@ def main(argv=None):
     gpus = []
     if not args.cpu:
         try:
-            gpus = gpu_check.find_gpus()
-        except gpu_check.NoGPU as exc:
+            gpus = gpu_facts.find_gpus()
+        except gpu_facts.NoGPU as exc:
             print(f"{PROG}: no NVIDIA GPU on this machine ({exc}); nothing to check", file=sys.stderr)
             return 2
         if args.gpu not in [g.index for g in gpus]:
@@ -79,11 +79,11 @@ def main(argv=None):
             print(f"{PROG}: {path} not found", file=sys.stderr)
             return 1
     try:
-        caffe = args.caffe or caffe_runner.find_caffe_tool()
+        caffe = args.caffe or runner.find_caffe_tool()
     except FileNotFoundError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
-    if not args.cpu and gpu_check.library_versions(caffe)["cudart"][0] is None:
+    if not args.cpu and gpu_facts.library_versions(caffe)["cudart"][0] is None:
         print(f"{PROG}: {caffe} is a CPU-only build of Caffe (it loads no libcudart): "
               "run `make setup CUDA=1`", file=sys.stderr)
         return 1
@@ -96,7 +96,7 @@ def main(argv=None):
         engines=("CAFFE",) if args.cpu else gpu_check.ENGINES,
         train_iterations=args.train_iterations, train_batch=args.train_batch,
         time_iterations=args.time_iterations, say=say)
-    report = gpu_check.write_report(args.out / "report.md", results)
+    report = gpu_facts.write_report(args.out / "report.md", results)
     for engine, label, c in results.forward:
         say(f"forward, {engine}, {label}: max abs difference {c.value:.3g} "
             f"(<= {c.tolerance:g}) {'PASS' if c.passed else 'FAIL'}")
@@ -105,7 +105,7 @@ def main(argv=None):
             f"(<= {c.tolerance:g}) {'PASS' if c.passed else 'FAIL'}")
     for label, t in results.timings:
         say(f"caffe time, {label}: {t.forward_backward_ms:.2f} ms per iteration "
-            f"({gpu_check.hours_for(t.forward_backward_ms):.2f} h per 100k)")
+            f"({gpu_facts.hours_for(t.forward_backward_ms):.2f} h per 100k)")
     for failure in results.failures:
         say(f"FAILED {failure}")
     say(f"{'passed' if results.passed else 'FAILED'}; report: {report}")

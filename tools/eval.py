@@ -22,7 +22,6 @@ Examples:
 """
 
 import argparse
-import json
 import re
 import sys
 import warnings
@@ -124,18 +123,10 @@ def _expand(paths, scales, what):
 
 def _infer_scale(model):
     """The scale of a single deploy net: its sidecar's, else an x<S> in its file name."""
-    sidecar = deploy_net.sidecar_path(model)
-    if sidecar is not None:
-        try:
-            scale = json.loads(sidecar.read_text()).get("scale")
-        except (OSError, ValueError):
-            scale = None
-        if isinstance(scale, int):
-            return scale
-    found = re.findall(r"(?:^|[_\-.])x(\d+)(?=[_\-.]|$)", Path(model).stem)
-    if len(set(found)) == 1:
-        return int(found[0])
-    raise CliError(f"cannot tell the scale of {model}: give --scale")
+    scale = deploy_net.infer_scale(model)
+    if scale is None:
+        raise CliError(f"cannot tell the scale of {model}: give --scale")
+    return scale
 
 
 def _default_label(model_template):

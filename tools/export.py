@@ -105,7 +105,7 @@ def run(args):
 
     deploy, weights, scale = plan(args)
     model = caffe_model.read_model(deploy, weights)
-    scale = scale or caffe_model.infer_scale(deploy, model.factor)
+    scale = scale or ev.infer_scale(deploy, model.factor)
     if scale is None:
         raise CliError(f"cannot tell the scale of {deploy}: give --scale")
     settings, sidecar = ev.resolve_settings(

@@ -106,7 +106,7 @@ def plan(args):
         if args.weights is None:
             raise CliError("--model needs --weights")
         deploy, weights, newest = args.model, args.weights, False
-        scale = args.scale or caffe_model.infer_scale(deploy)
+        scale = args.scale or deploy_net.infer_scale(deploy)
         if scale is None:
             raise CliError(f"cannot tell the scale of {deploy}: give --scale")
     if scale < 1:

@@ -9,6 +9,7 @@ Running the net over an image is :mod:`ddsr.evaluation.upscaler`.
 """
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 
 __all__ = ["INPUT_KINDS", "ModelError", "NetOutputError", "EvalSettings", "sidecar_path", "read_sidecar",
            "resolve_settings", "parse_deploy", "stored_weight_shapes", "check_weights", "use_gpu",
-           "load_net", "format_shape"]
+           "load_net", "format_shape", "infer_scale"]
 
 INPUT_KINDS = ("lr", "bicubic")
 
@@ -352,3 +353,23 @@ def load_net(deploy, weights):
     net.copy_from(str(weights))
     return net, net_param
 
+
+def infer_scale(deploy, factor=None):
+    """The scale of a deploy net: its sidecar's, else its output factor (if > 1), else ``x<S>`` in its name.
+
+    Returns None when none of these tells it.
+    """
+    path = sidecar_path(deploy)
+    if path is not None:
+        try:
+            scale = json.loads(path.read_text()).get("scale")
+        except (OSError, ValueError):
+            scale = None
+        if isinstance(scale, int):
+            return scale
+    if factor is not None and factor > 1:
+        return int(factor)
+    names = re.findall(r"(?:^|[_\-.])x(\d+)(?=[_\-.]|$)", Path(deploy).stem)
+    if len(set(names)) == 1:
+        return int(names[0])
+    return None

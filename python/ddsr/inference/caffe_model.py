@@ -6,8 +6,6 @@ definitions and learned blobs; :func:`experiment_model` finds an experiment's de
 newest snapshot.
 """
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +13,11 @@ import numpy as np
 
 # The evaluation stage's one way to parse and load a deploy net (weights checked before Caffe
 # sees them) and to resolve its sidecar settings.
-from ..evaluation.deploy_net import ModelError, load_net, sidecar_path
+from ..evaluation.deploy_net import ModelError, load_net
 
 __all__ = [
-    "RECORD_FORMAT",
     "CaffeModel",
     "read_model",
-    "infer_scale",
     "experiment_model",
 ]
 
@@ -77,27 +73,6 @@ def read_model(deploy, weights):
     return CaffeModel(Path(deploy), Path(weights), net_param, params, input_name, output_name, oh // h)
 
 
-def infer_scale(deploy, factor=None):
-    """The scale of a deploy net: its sidecar's, else its output factor (if > 1), else ``x<S>`` in its name.
-
-    Returns None when none of these tells it.
-    """
-    path = sidecar_path(deploy)
-    if path is not None:
-        try:
-            scale = json.loads(path.read_text()).get("scale")
-        except (OSError, ValueError):
-            scale = None
-        if isinstance(scale, int):
-            return scale
-    if factor is not None and factor > 1:
-        return int(factor)
-    names = re.findall(r"(?:^|[_\-.])x(\d+)(?=[_\-.]|$)", Path(deploy).stem)
-    if len(set(names)) == 1:
-        return int(names[0])
-    return None
-
-
 def experiment_model(name, repo_root, weights=None):
     """The deploy net and weights of an experiment of ``experiments.yaml``.
 
@@ -118,7 +93,6 @@ def experiment_model(name, repo_root, weights=None):
     ModelError
         An unknown experiment, or no snapshot yet (and no weights given).
     """
-    from ..training.snapshots import list_snapshots
     from ..model.experiments import load_experiments
 
     repo_root = Path(repo_root)
@@ -131,9 +105,8 @@ def experiment_model(name, repo_root, weights=None):
     exp = experiments[name]
     deploy = repo_root / exp.deploy_net_path
     if weights is None:
-        snaps = list_snapshots(exp.snapshot_prefix, repo_root)
-        if not snaps:
+        weights = exp.newest_weights(repo_root)
+        if weights is None:
             raise ModelError(f"experiment {name!r} has no snapshot yet ({exp.snapshot_prefix}_iter_*.caffemodel); "
                              f"train it (tools/train.py {name}) or give --weights")
-        weights = snaps[-1].caffemodel
     return deploy, Path(weights), exp.scale

@@ -10,22 +10,14 @@ OpenCV prototxt), so that whoever runs it outside this project can apply them.
 tests against pycaffe).
 """
 
-import hashlib
 from pathlib import Path
 
+from ..data.registry import sha256_file
 from ..evaluation.deploy_net import ModelError
 
-__all__ = ["RECORD_FORMAT", "processing_record", "record_path", "sha256_file", "usage_snippets"]
+__all__ = ["RECORD_FORMAT", "processing_record", "record_path", "usage_snippets"]
 
 RECORD_FORMAT = "ddsr-sr-model/1"
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def processing_record(model, scale, settings, name=None):

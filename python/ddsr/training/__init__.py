@@ -4,6 +4,6 @@
 - :mod:`ddsr.training.log` -- reading Caffe's glog output
 - :mod:`ddsr.training.snapshots` -- solvers and snapshots on disk
 - :mod:`ddsr.training.curves` -- loss and PSNR against iteration (Fig. 5, 6)
-- :mod:`ddsr.training.gpu_check` -- ``make check-gpu``: CPU/GPU parity and timings per engine
+- :mod:`ddsr.training.gpu_check`, :mod:`ddsr.training.gpu_facts` -- ``make check-gpu``: CPU/GPU parity and timings per engine, and its report
   (:mod:`ddsr.training.prototxt_text` edits the nets where pycaffe cannot be imported)
 """
