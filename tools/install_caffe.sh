@@ -327,7 +327,9 @@ run "dpkg-source -x" dpkg-source --no-check -x "$CACHE_ROOT/src/caffe_${CAFFE_DE
 grep -q "^caffe ($CAFFE_DEB_VERSION)" "$WORK/src/debian/changelog" \
   || die "the unpacked source is not caffe $CAFFE_DEB_VERSION (debian/changelog)"
 for p in "$PATCH_DIR"/*.patch; do
-  [ "$STOCK" = 1 ] && [[ "$(basename "$p")" == *-cpu-speed-* ]] && continue
+  # The CPU speed patches are for the CPU build: the CUDA build trains on the GPU and keeps
+  # Caffe's own CPU layers, the patch set its compile-and-link check covers.
+  { [ "$STOCK" = 1 ] || [ "$CUDA" = 1 ]; } && [[ "$(basename "$p")" == *-cpu-speed-* ]] && continue
   run "patch $(basename "$p")" patch -d "$WORK/src" -p1 --forward -i "$p"
 done
 
@@ -422,8 +424,7 @@ if [ "$CUDA" = 1 ]; then
 else
   CMAKE_ARGS+=(-DCPU_ONLY=ON -DUSE_CUDNN=OFF -DUSE_NCCL=OFF)
 fi
-# OpenMP for the CPU build only: the CUDA build compiles the same patched layers without it
-# (one thread, the original code path), so nvcc never sees OpenMP host flags.
+# OpenMP for the patched CPU build only.
 if [ "$STOCK" = 0 ] && [ "$CUDA" = 0 ]; then
   blas_inc="/usr/include/$MULTIARCH/$OPENBLAS_OPENMP_DIR" blas_lib="/usr/lib/$MULTIARCH/$OPENBLAS_OPENMP_DIR/libopenblas.so"
   if [ -e "$blas_inc/cblas.h" ] && [ -e "$blas_lib" ]; then
