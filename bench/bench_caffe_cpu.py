@@ -50,10 +50,8 @@ CASE_SHAPES = {"train64": 64, "train128": 128, "deploy170": (170, 170), "deploy_
 # --- in the child process -------------------------------------------------------------
 
 def _load_nets_module():
-    try:  # after the package's reorganisation (issue 15)
-        from ddsr.model import nets
-    except ImportError:
-        from ddsr import nets
+    from ddsr.model import nets
+
     return nets
 
 

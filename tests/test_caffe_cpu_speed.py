@@ -35,8 +35,9 @@ WORKER = textwrap.dedent(r"""
     import caffe
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
-    from ddsr import nets
-    from ddsr.experiments import DataConfig
+    from ddsr.data.database import DataRecipe
+    from ddsr.model import nets
+    from ddsr.model.experiments import DataConfig
 
     case, out = sys.argv[1], sys.argv[2]
     caffe.set_mode_cpu()
@@ -51,8 +52,10 @@ WORKER = textwrap.dedent(r"""
         return caffe.Net(f.name, phase)
 
     def ddsr(batch, h, w):
-        config = DataConfig(train_source="unused.txt", val_source="unused.txt",
-                            batch_size=batch, val_batch_size=batch, shuffle=False)
+        recipe = DataRecipe(scale=3, folder="unused", train_sets=("unused",), val_set="unused_val",
+                            val_images=1, patch_size=h, stride=4, flip=False, rot90=False, downscale=(),
+                            multiple_of=1, seed=0)
+        config = DataConfig(recipe=recipe, batch_size=batch, val_batch_size=batch, shuffle=False)
         train = nets.ddsr(3, depth=4, num_filters=16, train_data=config, name="t")
         train = nets.with_input_layers(train, {"data": (batch, 1, h, w),
                                                "label": (batch, 1, 3 * h, 3 * w)})
