@@ -143,13 +143,13 @@ def print_counts(recipe, counts):
             print(f"{key} {counts[key]}")
 
 
-def check_test_pass(experiment, val_patches):
+def check_test_pass(experiment, val_patches, out):
     """The experiment's test_iter against the validation patches there are (or will be)."""
-    reads = experiment.solver["test_iter"] * experiment.data.val_batch_size
-    if reads > val_patches:
-        raise UsageError(f"{experiment.name}'s test pass reads {reads} validation patches, the database has "
-                         f"{val_patches}: set test_iter to {val_patches // experiment.data.val_batch_size} "
-                         f"in experiments.yaml")
+    try:
+        database.check_test_pass(experiment.solver["test_iter"], experiment.data.val_batch_size, val_patches,
+                                 reader=experiment.name, database=out)
+    except database.DatabaseMismatch as exc:
+        raise UsageError(str(exc)) from None
 
 
 def run(argv=None):
@@ -160,7 +160,7 @@ def run(argv=None):
         counts = database.count(recipe, args.data_root, skip_bad=args.skip_bad)
         print_counts(recipe, counts)
         if experiment is not None and args.out is None:
-            check_test_pass(experiment, counts.get("val_patches", 0))
+            check_test_pass(experiment, counts.get("val_patches", 0), out)
         return 0
     for stale in atomic.remove_stale_temporaries(out):
         print(f"{PROG}: {stale.describe()}", file=sys.stderr)
@@ -183,7 +183,7 @@ def run(argv=None):
         shown = out
     print(line + f" -> {shown}")
     if experiment is not None and args.out is None:
-        check_test_pass(experiment, manifest["splits"].get("val", {}).get("num_patches", 0))
+        check_test_pass(experiment, manifest["splits"].get("val", {}).get("num_patches", 0), out)
     return 0
 
 

@@ -18,7 +18,7 @@ from . import h5, patches
 from .registry import image_paths, list_set_images, load_registry
 
 __all__ = ["DataRecipe", "DatabaseMismatch", "set_sources", "held_out_checksums", "count", "build",
-           "check_database"]
+           "check_database", "check_test_pass"]
 
 
 @dataclass(frozen=True)
@@ -202,10 +202,23 @@ def check_database(folder, *, scale, patch_size, test_iter=None, val_batch_size=
             f"scale {scale} with {patch_size}x{patch_size} LR patches{hint}")
     if test_iter is not None and val_batch_size is not None:
         val = manifest.get("splits", {}).get("val")
-        have = val["num_patches"] if val else 0
-        if test_iter * val_batch_size > have:
-            raise DatabaseMismatch(
-                f"{reader}'s test pass reads test_iter {test_iter} x batch {val_batch_size} = "
-                f"{test_iter * val_batch_size} validation patches, {folder} has {have}: set test_iter to "
-                f"{have // val_batch_size} in experiments.yaml (each patch read once){hint}")
+        check_test_pass(test_iter, val_batch_size, val["num_patches"] if val else 0, reader=reader,
+                        database=folder, rebuild_hint=rebuild_hint)
     return manifest
+
+
+def check_test_pass(test_iter, val_batch_size, val_patches, *, reader="the net", database="the database",
+                    rebuild_hint=""):
+    """Refuse a test pass that reads more validation patches than there are (Caffe would wrap around).
+
+    Raises
+    ------
+    DatabaseMismatch
+        Naming both counts and the ``test_iter`` that reads each patch once.
+    """
+    if test_iter * val_batch_size > val_patches:
+        hint = f"; {rebuild_hint}" if rebuild_hint else ""
+        raise DatabaseMismatch(
+            f"{reader}'s test pass reads test_iter {test_iter} x batch {val_batch_size} = "
+            f"{test_iter * val_batch_size} validation patches, {database} has {val_patches}: set test_iter to "
+            f"{val_patches // val_batch_size} in experiments.yaml (each patch read once){hint}")
