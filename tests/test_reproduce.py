@@ -35,9 +35,10 @@ def test_multiply_adds_by_hand():
 
 def test_cpu_estimate():
     # the reference configuration is the measurement itself
-    assert reproduce.cpu_seconds_per_iteration(3, 18, 64, 3, 64) == pytest.approx(3.4)
-    # batch 128 doubles it: 100k iterations of the paper's solver are about 7.9 days
-    assert reproduce.cpu_seconds_per_iteration(3, 18, 64, 3, 128) == pytest.approx(6.8)
+    assert reproduce.cpu_seconds_per_iteration(3, 18, 64, 3, 64) == pytest.approx(reproduce.CPU_REFERENCE_SECONDS)
+    # batch 128 doubles it: 100k iterations of the paper's solver are about 41.7 hours
+    assert reproduce.cpu_seconds_per_iteration(3, 18, 64, 3, 128) == pytest.approx(2 * 0.75)
+    assert reproduce.format_duration(1.5 * 100000) == "41.7 h"
     assert reproduce.format_duration(6.8 * 100000) == "7.9 days"
     assert reproduce.format_duration(5400) == "90 min"
     assert reproduce.format_duration(3 * 3600) == "3.0 h"
@@ -72,7 +73,7 @@ def test_reproduce_refuses_on_a_cpu_caffe(repo_root, caffe_tool):
                           capture_output=True, text=True, cwd=repo_root)
     assert done.returncode == 1
     assert "cannot use GPU 0" in done.stderr
-    assert "about 7.9 days" in done.stderr  # ddsr_x3: 100k iterations at batch 128
+    assert "about 41.7 h" in done.stderr  # ddsr_x3: 100k iterations at batch 128
     assert "FORCE=1" in done.stderr
     # a dry run with --force states the CPU plan and trains nothing
     done = subprocess.run([sys.executable, str(repo_root / "tools" / "reproduce.py"), "--scale", "2", "3",
