@@ -24,7 +24,6 @@ Examples:
 import argparse
 import re
 import sys
-import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +33,7 @@ except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
 from ddsr import atomic  # noqa: E402
+from ddsr.cli import warnings_as_lines  # noqa: E402
 from ddsr.data import registry as datasets  # noqa: E402
 from ddsr.evaluation import deploy_net, published, report  # noqa: E402
 from ddsr.evaluation import metrics as quality_metrics  # noqa: E402
@@ -71,22 +71,7 @@ def build_parser():
                       help="evaluate a registry test set whose files differ from datasets/registry.tsv "
                            "(missing, changed or extra images); its means are marked as modified and "
                            "not compared with the paper")
-    net = p.add_argument_group("how a net is run (defaults: the net's sidecar <deploy>.eval.json, if any)")
-    net.add_argument("--input", choices=deploy_net.INPUT_KINDS, default=None,
-                     help="feed the net the LR image (lr: DDSR, FSRCNN; the default) or the bicubic-upscaled "
-                          "image (bicubic: SRCNN, VDSR)")
-    net.add_argument("--pad-input", type=int, default=None, metavar="N",
-                     help="replicate-pad the net input by N pixels and crop the output back "
-                          "(N*scale for --input lr, N for --input bicubic)")
-    net.add_argument("--output-offset", type=int, nargs=2, default=None, metavar=("DY", "DX"),
-                     help="the net's output pixel (i,j) estimates HR pixel (i+DY, j+DX); shift it back")
-    net.add_argument("--tile", type=int, default=None, metavar="SIZE",
-                     help="run the net on SIZE x SIZE input tiles (for images too large for memory)")
-    net.add_argument("--tile-overlap", type=int, default=None, metavar="N",
-                     help="context pixels around each tile (default: the net's receptive-field radius, "
-                          "which makes tiled and whole-image results equal)")
-    net.add_argument("--gpu", type=int, default=None, metavar="N",
-                     help="run Caffe on GPU N (needs a CUDA build of pycaffe; CPU otherwise)")
+    deploy_net.add_settings_arguments(p)
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, default=None, metavar="DIR",
                      help="output folder (default: runs/eval/<name>)")
@@ -180,10 +165,8 @@ def plan(args):
         weights = _expand(args.weights, scales, "--weights")
         for s in scales:
             try:
-                models[s] = eval_run.DeployModel.from_files(
-                    deploys[s], weights[s], s, input=args.input, pad_input=args.pad_input,
-                    output_offset=tuple(args.output_offset) if args.output_offset else None,
-                    tile=args.tile, tile_overlap=args.tile_overlap)
+                models[s] = eval_run.DeployModel.from_files(deploys[s], weights[s], s,
+                                                            **deploy_net.settings_overrides(args))
             except deploy_net.ModelError as exc:
                 raise CliError(str(exc)) from exc
     if args.name:
@@ -219,10 +202,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    shown = warnings.showwarning
-    warnings.showwarning = lambda message, *a, **k: print(f"{PROG}: warning: {message}", file=sys.stderr)
     try:
-        with atomic.interrupts_as_exceptions():
+        with warnings_as_lines(PROG), atomic.interrupts_as_exceptions():
             try:
                 return run(args)
             except KeyboardInterrupt as exc:
@@ -233,8 +214,6 @@ def main(argv=None):
     except (CliError, datasets.ModifiedSetError, deploy_net.ModelError, deploy_net.NetOutputError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        warnings.showwarning = shown
 
 
 def run(args):

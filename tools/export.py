@@ -18,7 +18,6 @@ Examples:
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +26,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
+from ddsr.cli import warnings_as_lines  # noqa: E402
 from ddsr.evaluation import deploy_net as ev  # noqa: E402
 from ddsr.inference import caffe_model, record as rec  # noqa: E402
 
@@ -49,13 +49,7 @@ def build_parser():
                       help="an experiment of experiments.yaml: prototxt/NAME_deploy.prototxt and its snapshots")
     what.add_argument("--scale", type=int, metavar="S",
                       help="default: the sidecar's, the net's output factor, or the x<S> in its file name")
-    net = p.add_argument_group("how the net is run (defaults: the net's sidecar <deploy>.eval.json, as in eval.py)")
-    net.add_argument("--input", choices=ev.INPUT_KINDS, default=None,
-                     help="the net is fed the LR image (lr) or the bicubic-upscaled image (bicubic)")
-    net.add_argument("--pad-input", type=int, default=None, metavar="N",
-                     help="replicate padding of the net input, recorded for the runtime")
-    net.add_argument("--output-offset", type=int, nargs=2, default=None, metavar=("DY", "DX"),
-                     help="the net's output pixel (i,j) estimates HR pixel (i+DY, j+DX)")
+    net = ev.add_settings_arguments(p, tiles=False, gpu=False)
     net.add_argument("--name", default=None, help="model name in the record (default: the sidecar's)")
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="FILE.onnx", help="write the ONNX model (and FILE.json)")
@@ -89,15 +83,12 @@ def plan(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    shown = warnings.showwarning
-    warnings.showwarning = lambda message, *a, **k: print(f"{PROG}: warning: {message}", file=sys.stderr)
     try:
-        return run(args)
+        with warnings_as_lines(PROG):
+            return run(args)
     except (CliError, ev.ModelError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        warnings.showwarning = shown
 
 
 def run(args):
@@ -108,9 +99,7 @@ def run(args):
     scale = scale or ev.infer_scale(deploy, model.factor)
     if scale is None:
         raise CliError(f"cannot tell the scale of {deploy}: give --scale")
-    settings, sidecar = ev.resolve_settings(
-        deploy, scale, input=args.input, pad_input=args.pad_input,
-        output_offset=tuple(args.output_offset) if args.output_offset else None)
+    settings, sidecar = ev.resolve_settings(deploy, scale, **ev.settings_overrides(args))
     record = rec.processing_record(model, scale, settings, name=args.name)
     print(f"{deploy} + {weights}: x{scale}, input {settings.input}, pad {settings.pad_input}, "
           f"offset {tuple(settings.output_offset)} ({'sidecar ' + str(sidecar) if sidecar else 'no sidecar'})")

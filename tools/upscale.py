@@ -22,7 +22,6 @@ Examples:
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +30,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
+from ddsr.cli import warnings_as_lines  # noqa: E402
 from ddsr.evaluation import deploy_net  # noqa: E402
 from ddsr.inference import caffe_model, upscale  # noqa: E402
 
@@ -66,20 +66,10 @@ def build_parser():
     what.add_argument("--weights", type=Path, metavar="CAFFEMODEL", help="trained weights")
     what.add_argument("--scale", type=int, metavar="S",
                       help="default: the experiment's, the sidecar's, or the x<S> in the deploy file's name")
-    net = p.add_argument_group("how the net is run (defaults: the net's sidecar <deploy>.eval.json, as in eval.py)")
-    net.add_argument("--input", choices=deploy_net.INPUT_KINDS, default=None,
-                     help="feed the net the LR image (lr: DDSR, FSRCNN) or the bicubic-upscaled one (bicubic: SRCNN)")
-    net.add_argument("--pad-input", type=int, default=None, metavar="N",
-                     help="replicate-pad the net input by N pixels and crop the output back")
-    net.add_argument("--output-offset", type=int, nargs=2, default=None, metavar=("DY", "DX"),
-                     help="the net's output pixel (i,j) estimates HR pixel (i+DY, j+DX); shift it back")
-    net.add_argument("--tile", type=int, default=None, metavar="SIZE",
-                     help="run the net on SIZE x SIZE input tiles (default: chosen per image for --max-memory)")
-    net.add_argument("--tile-overlap", type=int, default=None, metavar="N",
-                     help="context pixels around each tile (default: the net's receptive-field radius: exact)")
+    net = deploy_net.add_settings_arguments(
+        p, tile_help="run the net on SIZE x SIZE input tiles (default: chosen per image for --max-memory)")
     net.add_argument("--max-memory", type=_size, default=upscale.DEFAULT_MAX_MEMORY, metavar="BYTES",
                      help="tile images so that the process stays under this much memory (default 2G)")
-    net.add_argument("--gpu", type=int, default=None, metavar="N", help="run Caffe on GPU N (a CUDA build)")
     out = p.add_argument_group("output")
     out.add_argument("--self-ensemble", action="store_true",
                      help="the mean over the 8 flips and rotations (x8: 8 times the time, slightly better)")
@@ -118,15 +108,12 @@ def plan(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    shown = warnings.showwarning
-    warnings.showwarning = lambda message, *a, **k: print(f"{PROG}: warning: {message}", file=sys.stderr)
     try:
-        return run(args)
+        with warnings_as_lines(PROG):
+            return run(args)
     except (CliError, deploy_net.ModelError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        warnings.showwarning = shown
 
 
 def run(args):
@@ -136,10 +123,8 @@ def run(args):
 
     deploy, weights, scale, newest = plan(args)
     files, errors = upscale.collect_inputs(args.inputs)
-    upscaler = load_upscaler(deploy, weights, scale, label=deploy.stem, gpu=args.gpu, input=args.input,
-                             pad_input=args.pad_input,
-                             output_offset=tuple(args.output_offset) if args.output_offset else None,
-                             tile=args.tile, tile_overlap=args.tile_overlap)
+    upscaler = load_upscaler(deploy, weights, scale, label=deploy.stem, gpu=args.gpu,
+                             **deploy_net.settings_overrides(args))
     s = upscaler.settings
     print(f"model: {deploy} + {weights}{' (the newest snapshot)' if newest else ''}: x{scale}, input {s.input}, "
           f"pad {s.pad_input}{', offset ' + str(tuple(s.output_offset)) if any(s.output_offset) else ''}"

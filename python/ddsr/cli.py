@@ -5,9 +5,23 @@ interrupted one); Ctrl-C is 130; any other expected failure (``ValueError``, ``O
 ``RuntimeError``) is 1. The message is one line, ``<prog>: error: <why>``, on stderr.
 """
 
+import contextlib
 import sys
+import warnings
 
-__all__ = ["exit_status"]
+__all__ = ["exit_status", "warnings_as_lines"]
+
+
+@contextlib.contextmanager
+def warnings_as_lines(prog):
+    """Show Python warnings as one line each, ``<prog>: warning: <message>`` on stderr, while
+    the block runs (instead of Python's file:line form with the source line)."""
+    shown = warnings.showwarning
+    warnings.showwarning = lambda message, *a, **k: print(f"{prog}: warning: {message}", file=sys.stderr)
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def exit_status(prog, main):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 __all__ = ["INPUT_KINDS", "ModelError", "NetOutputError", "EvalSettings", "sidecar_path", "read_sidecar",
            "resolve_settings", "parse_deploy", "stored_weight_shapes", "check_weights", "use_gpu",
-           "load_net", "format_shape", "infer_scale"]
+           "load_net", "format_shape", "infer_scale", "add_settings_arguments", "settings_overrides"]
 
 INPUT_KINDS = ("lr", "bicubic")
 
@@ -165,6 +165,54 @@ def resolve_settings(deploy, scale, **overrides):
         return EvalSettings(**merged), path
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{deploy}: {exc}") from exc
+
+
+def add_settings_arguments(parser, *, tiles=True, gpu=True,
+                           tile_help="run the net on SIZE x SIZE input tiles (for images too large for memory)"):
+    """Add the options that set :class:`EvalSettings` (and ``--gpu``) to a tool's ``parser``.
+
+    Every tool that runs a deploy net (eval, upscale, export) takes them with the same names,
+    values and meaning; None means "the sidecar's". Read them back with :func:`settings_overrides`.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    tiles : bool
+        Add ``--tile`` and ``--tile-overlap``.
+    gpu : bool
+        Add ``--gpu``.
+    tile_help : str
+        The help of ``--tile`` (its default differs between tools).
+    """
+    net = parser.add_argument_group("how the net is run (defaults: the net's sidecar <deploy>.eval.json, if any)")
+    net.add_argument("--input", choices=INPUT_KINDS, default=None,
+                     help="feed the net the LR image (lr: DDSR, FSRCNN; the default) or the bicubic-upscaled "
+                          "image (bicubic: SRCNN, VDSR)")
+    net.add_argument("--pad-input", type=int, default=None, metavar="N",
+                     help="replicate-pad the net input by N pixels and crop the output back "
+                          "(N*scale for --input lr, N for --input bicubic)")
+    net.add_argument("--output-offset", type=int, nargs=2, default=None, metavar=("DY", "DX"),
+                     help="the net's output pixel (i,j) estimates HR pixel (i+DY, j+DX); shift it back")
+    if tiles:
+        net.add_argument("--tile", type=int, default=None, metavar="SIZE", help=tile_help)
+        net.add_argument("--tile-overlap", type=int, default=None, metavar="N",
+                         help="context pixels around each tile (default: the net's receptive-field radius, "
+                              "which makes tiled and whole-image results equal)")
+    if gpu:
+        net.add_argument("--gpu", type=int, default=None, metavar="N",
+                         help="run Caffe on GPU N (needs a CUDA build of pycaffe; CPU otherwise)")
+    return net
+
+
+def settings_overrides(args):
+    """The :class:`EvalSettings` fields given on the command line (:func:`add_settings_arguments`),
+    as keyword arguments for :func:`resolve_settings` (None: not given, the sidecar's value)."""
+    overrides = dict(input=args.input, pad_input=args.pad_input,
+                     output_offset=tuple(args.output_offset) if args.output_offset else None)
+    for name in ("tile", "tile_overlap"):
+        if hasattr(args, name):
+            overrides[name] = getattr(args, name)
+    return overrides
 
 
 # ---------------------------------------------------------------------------------------------
