@@ -119,6 +119,23 @@ def _rel(x):
     return f"{x:.0e}" if x else "0"
 
 
+def max_relative_difference(a, b):
+    """max |a - b| / max |b|: the difference measure of every comparison in this benchmark."""
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def _deploy_input(weights, case):
+    """The shared random input, cut to the case's size."""
+    h, w = CASE_SHAPES[case]
+    return np.ascontiguousarray(np.load(weights + ".input.npy")[:, :, :h, :w], np.float32)
+
+
+def _relative_to_patched_caffe(out, weights, case):
+    """How far a peer's deploy output is from the patched Caffe's (run before the peers)."""
+    with np.load(f"{weights}.{case}.patched.npz") as caffe_outputs:
+        return max_relative_difference(out, caffe_outputs["recon"])
+
+
 def builds_difference(weights, case, backend, reference="stock"):
     """(forward, gradient) max relative differences of ``backend``'s outputs to ``reference``'s:
     max |a - b| / max |b| per array, the largest over the arrays (None where not saved)."""
@@ -126,7 +143,7 @@ def builds_difference(weights, case, backend, reference="stock"):
     if not all(path.is_file() for path in paths):
         return None
     with np.load(paths[0]) as a, np.load(paths[1]) as b:
-        rel = {k: float(np.abs(a[k] - b[k]).max() / max(np.abs(b[k]).max(), 1e-30)) for k in b.files}
+        rel = {k: max_relative_difference(a[k], b[k]) for k in b.files}
     grads = [v for k, v in rel.items() if k != "recon"]
     return rel["recon"], (max(grads) if grads else None)
 
@@ -147,14 +164,12 @@ def run_caffe(case, weights, repeats):
         return seconds, conv_flops(net, backward=True)
     if kind == "deploy":
         net = caffe.Net(str(DEPLOY_PROTOTXT), str(weights), caffe.TEST)
-        h, w = CASE_SHAPES[case]
-        net.blobs["data"].reshape(1, 1, h, w)
+        x = _deploy_input(weights, case)
+        net.blobs["data"].reshape(*x.shape)
         net.reshape()
-        net.blobs["data"].data[...] = np.load(weights + ".input.npy")[:, :, :h, :w]
+        net.blobs["data"].data[...] = x
         seconds = _best(net.forward, repeats)
         _save_outputs(weights, case, net, gradients=False)
-        if os.environ.get("BENCH_BACKEND") == "patched":
-            np.save(weights + f".{case}.caffe.npy", net.blobs["recon"].data)
         return seconds, conv_flops(net, backward=False)
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
@@ -178,18 +193,14 @@ def run_opencv(case, weights, repeats):
     if CASES[case][0] != "deploy":
         return None
     net = cv2.dnn.readNetFromCaffe(str(DEPLOY_PROTOTXT), str(weights))
-    h, w = CASE_SHAPES[case]
-    x = np.ascontiguousarray(np.load(weights + ".input.npy")[:, :, :h, :w], np.float32)
+    x = _deploy_input(weights, case)
 
     def forward():
         net.setInput(x)
         return net.forward()
 
     seconds = _best(forward, repeats)
-    ref = np.load(weights + f".{case}.caffe.npy")
-    out = forward()
-    err = float(np.abs(out - ref).max() / np.abs(ref).max())
-    return seconds, None, err
+    return seconds, None, _relative_to_patched_caffe(forward(), weights, case)
 
 
 def run_onnxruntime(case, weights, repeats):
@@ -205,13 +216,9 @@ def run_onnxruntime(case, weights, repeats):
     session = ort.InferenceSession(build_onnx(read_model(DEPLOY_PROTOTXT, weights)).SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    h, w = CASE_SHAPES[case]
-    x = np.ascontiguousarray(np.load(weights + ".input.npy")[:, :, :h, :w], np.float32)
+    x = _deploy_input(weights, case)
     seconds = _best(lambda: session.run(None, {name: x}), repeats)
-    ref = np.load(weights + f".{case}.caffe.npy")
-    out = session.run(None, {name: x})[0]
-    err = float(np.abs(out - ref).max() / np.abs(ref).max())
-    return seconds, None, err
+    return seconds, None, _relative_to_patched_caffe(session.run(None, {name: x})[0], weights, case)
 
 
 def make_weights(path):
